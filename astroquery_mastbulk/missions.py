@@ -1,0 +1,243 @@
+"""astroquery's `MastMissionsClass` with a concurrent, resumable ``download_products``; `enable` / `disable`."""
+
+import os
+import warnings
+from pathlib import Path
+
+from astropy.table import Row, Table, vstack
+from astroquery.exceptions import NoResultsWarning
+from astroquery.mast import conf as mast_conf
+from astroquery.mast.missions import MastMissionsClass as _AstroqueryMissions
+
+from . import subscription
+from .auth import TokenAuth, TrustedHosts, resolve_token
+from .config import conf
+from .jobs import plan_jobs, select_rows
+from .manifest import results_table
+from .progress import make_progress
+from .runner import run_jobs
+from .transfer import EngineSettings
+from .logger import log
+
+__all__ = ["MastMissionsClass", "MastMissions", "enable", "disable", "engine_settings", "token_auth"]
+
+
+def engine_settings(*, max_workers=None, cache=True):
+    """Engine settings from `astroquery_mastbulk.conf`, with per-call overrides.
+
+    Parameters
+    ----------
+    max_workers : int, optional
+        Files transferred at once; default ``conf.max_workers``.
+    cache : bool, optional
+        Skip files already complete on disk.
+
+    Returns
+    -------
+    `~astroquery_mastbulk.transfer.EngineSettings`
+    """
+    return EngineSettings(
+        max_workers=int(max_workers if max_workers is not None else conf.max_workers),
+        connect_timeout=float(conf.connect_timeout), read_timeout=float(conf.read_timeout),
+        retries=int(conf.retries), backoff=float(conf.backoff), backoff_max=float(conf.backoff_max),
+        retry_after_max=float(conf.retry_after_max), cache=bool(cache))
+
+
+def token_auth(explicit=None, server=None, *, verbose=True):
+    """The token (explicit, ``$MAST_API_TOKEN`` or keyring) bound to the hosts trusted with it.
+
+    Parameters
+    ----------
+    explicit : str, optional
+        A token given by the caller.
+    server : str, optional
+        The MAST server; default ``astroquery.mast.conf.server`` now.
+    verbose : bool, optional
+        Say at info level when no token is found.
+
+    Returns
+    -------
+    `~astroquery_mastbulk.auth.TokenAuth`
+        False in a boolean context when no token was found.
+    """
+    token = resolve_token(explicit)
+    if token is None and verbose:
+        log.info("No MAST token found (argument, MAST_API_TOKEN or keyring): downloading public files only")
+    return TokenAuth(token, TrustedHosts(server or mast_conf.server, list(conf.trusted_hosts)))
+
+
+def _explicit_token(client):
+    # A token given to our constructor, or to astroquery's own login() (kept as a session cookie).
+    token = getattr(client, "_mastbulk_token", None)
+    session = getattr(client, "_session", None)
+    if token is None and session is not None:
+        token = session.cookies.get("mast_token")
+    return token
+
+
+def _is_dataset_ids(products):
+    if isinstance(products, str):
+        return not (os.path.exists(products) or products.lower().endswith(".json"))
+    return isinstance(products, list) and bool(products) and all(isinstance(p, str) for p in products)
+
+
+def _rows_from_products(client, products, flat):
+    """Read any accepted ``products`` into validated rows."""
+    if _is_dataset_ids(products):
+        ids = [products] if isinstance(products, str) else products
+        products = vstack([client.get_product_list(dataset_id) for dataset_id in ids])
+    elif isinstance(products, Row):
+        products = Table(products, masked=True)
+    return subscription.load_rows(products, flat=flat)
+
+
+def download_products(self, products, *, download_dir=None, flat=False, cache=True, extension=None,
+                      event_type=None, max_workers=None, curl_flag=False, verbose=True, **filters):
+    """Download data products: a MAST subscription notification, a product table, or dataset IDs.
+
+    Transfers run concurrently, resume from partial files, retry transient failures and never
+    leave a half-written file at a final path. One failed file never stops the others.
+
+    Parameters
+    ----------
+    products : str, os.PathLike, file-like, list, `~astropy.table.Table` or `~astropy.table.Row`
+        A notification JSON file (path or open file), a list of its rows (dicts), a product
+        table (e.g. from ``get_product_list``) or row, or dataset ID(s) as astroquery accepts.
+    download_dir : str or os.PathLike, optional
+        Folder for the files; default the current folder.
+    flat : bool, optional
+        If True, put files directly into ``download_dir`` instead of
+        ``mastDownload/<mission>/<fileset>/``.
+    cache : bool, optional
+        Default True: a file already on disk with the server's size is SKIPPED.
+    extension : str or list of str, optional
+        Keep only file names ending with these.
+    event_type : str or list of str, optional
+        Keep only these notification event types (``New``, ``Reprocessed``, ``Public``).
+    max_workers : int, optional
+        Files transferred at once; default ``astroquery_mastbulk.conf.max_workers`` (8).
+    curl_flag : bool, optional
+        If True, write a bash + curl script that downloads the files instead of downloading them.
+    verbose : bool, optional
+        Default True: show one progress bar on stderr. False prints nothing.
+    **filters
+        Column filters as for astroquery's ``filter_products``.
+
+    Returns
+    -------
+    `~astropy.table.Table` or None
+        One row per requested product, in input order, with columns ``Local Path``, ``Status``
+        (COMPLETE, SKIPPED or ERROR), ``Message``, ``URL`` and more; None (with a warning) if no
+        product is left to download.
+    """
+    rows = _rows_from_products(self, products, flat)
+    rows = select_rows(rows, extension=extension, event_type=event_type, **filters)
+    if not rows:
+        warnings.warn("No products to download.", NoResultsWarning)
+        return None
+    server = mast_conf.server
+    jobs = plan_jobs(rows, server=server, download_dir=download_dir, flat=flat, default_mission=self.mission)
+    if curl_flag:
+        from .curlscript import write_script_for_jobs
+        return write_script_for_jobs(jobs, download_dir=download_dir)
+    progress = make_progress(verbose)
+    try:
+        results = run_jobs(jobs, settings=engine_settings(max_workers=max_workers, cache=cache),
+                           auth=token_auth(_explicit_token(self), server, verbose=verbose),
+                           progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    return results_table(results)
+
+
+def download_file(self, uri, *, local_path=None, cache=True, verbose=True, mission=None):
+    """Download one file by name (hst/jwst/roman) or ``mast:`` URI, as astroquery's ``download_file``.
+
+    Parameters
+    ----------
+    uri : str
+        Product file name or ``mast:`` URI.
+    local_path : str or os.PathLike, optional
+        File or folder to download to; default the file name in the current folder.
+    cache : bool, optional
+        Default True: skip a file already on disk with the server's size.
+    verbose : bool, optional
+        Show progress.
+    mission : str, optional
+        Mission whose endpoint serves the file; default the instance's mission.
+
+    Returns
+    -------
+    status : str
+        COMPLETE, SKIPPED or ERROR.
+    msg : str or None
+        The error message, if any.
+    url : str or None
+        The URL, when the download failed.
+    """
+    filename = Path(uri).name
+    target = Path(local_path or filename)
+    if not target.suffix:
+        target = target / filename
+    row = subscription.ProductRow(number=1, source="<download_file>", filename=filename,
+                                  mission=mission or self.mission, uri=uri)
+    jobs = plan_jobs([row], server=mast_conf.server, download_dir=target.parent, flat=True)
+    progress = make_progress(verbose)
+    try:
+        result, = run_jobs(jobs, settings=engine_settings(cache=cache),
+                           auth=token_auth(_explicit_token(self), verbose=verbose),
+                           progress=progress)
+    finally:
+        if progress is not None:
+            progress.close()
+    if result.status == "ERROR":
+        return result.status, result.message, result.job.url
+    return result.status, None, None
+
+
+class MastMissionsClass(_AstroqueryMissions):
+    """astroquery's `~astroquery.mast.MastMissionsClass`, downloading on a concurrent, resumable engine.
+
+    Every method but ``download_products`` and ``download_file`` is astroquery's own.
+
+    Parameters
+    ----------
+    mission : str, optional
+        Default mission (``hst``); each notification row's own mission takes precedence.
+    mast_token : str, optional
+        MAST API token; otherwise ``$MAST_API_TOKEN`` or the OS keyring supply one when needed.
+    """
+
+    def __init__(self, *, mission="hst", mast_token=None):
+        self._mastbulk_token = mast_token
+        super().__init__(mission=mission, mast_token=mast_token)
+
+    def __repr__(self):
+        return f"<{type(self).__name__} mission={self.mission!r}>"
+
+    download_products = download_products
+    download_file = download_file
+
+
+MastMissions = MastMissionsClass()
+
+_ORIGINALS = {}
+
+
+def enable():
+    """Give astroquery's own `~astroquery.mast.MastMissionsClass` this package's ``download_products``.
+
+    Objects created before or after the call both get it (the method is replaced on the class).
+    `disable` puts astroquery's method back exactly.
+    """
+    if "download_products" not in _ORIGINALS:
+        _ORIGINALS["download_products"] = _AstroqueryMissions.__dict__["download_products"]
+    _AstroqueryMissions.download_products = download_products
+
+
+def disable():
+    """Undo `enable`: astroquery's original ``download_products`` is restored."""
+    original = _ORIGINALS.pop("download_products", None)
+    if original is not None:
+        _AstroqueryMissions.download_products = original

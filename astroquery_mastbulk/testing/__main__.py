@@ -1,0 +1,92 @@
+"""Run the MAST test server from the shell.
+
+``python -m astroquery_mastbulk.testing --port 0 --latency 0.04``
+prints ``MAST test server on http://127.0.0.1:PORT`` and serves until
+SIGTERM or SIGINT.
+"""
+
+import argparse
+import collections
+import json
+import signal
+import sys
+import threading
+
+from .server import MastServer
+
+
+def _token(text):
+    token, sep, name = text.partition("=")
+    if not sep or not token:
+        raise argparse.ArgumentTypeError("expected TOKEN=NAME")
+    return token, name
+
+
+def _parser():
+    parser = argparse.ArgumentParser(
+        prog="python -m astroquery_mastbulk.testing",
+        description="Serve deterministic MAST products on loopback.")
+    parser.add_argument("--host", default="127.0.0.1")
+    parser.add_argument("--port", type=int, default=0)
+    parser.add_argument("--latency", type=float, default=0.0,
+                        help="seconds of first-byte delay for each file request")
+    parser.add_argument("--default-size", type=int, default=None, metavar="BYTES",
+                        help="size of every file (default: derived from its name)")
+    parser.add_argument("--token", type=_token, action="append", default=[],
+                        metavar="TOKEN=NAME", help="a valid token and its display name")
+    parser.add_argument("--checksums", action="store_true",
+                        help="send X-Checksum-Sha256 with every file")
+    parser.add_argument("--log-summary", metavar="PATH",
+                        help="write a JSON summary of the requests here on exit")
+    return parser
+
+
+def summarize(server):
+    """Summarize a server's request log as a JSON-able dict.
+
+    Parameters
+    ----------
+    server : MastServer
+        The server whose log to summarize.
+
+    Returns
+    -------
+    dict
+        Totals by method and status, distinct connections, Range requests,
+        GETs per file name and the peak number of concurrent file requests.
+    """
+    records = server.requests()
+    gets = collections.Counter(r.name for r in records if r.method == "GET" and r.name)
+    return {
+        "requests": len(records),
+        "by_method": dict(collections.Counter(r.method for r in records)),
+        "by_status": {str(k): v for k, v in collections.Counter(r.status for r in records).items()},
+        "connections": len({r.client for r in records}),
+        "range_requests": sum(1 for r in records if r.range),
+        "bytes_sent": sum(r.bytes_sent for r in records),
+        "max_concurrency": server.max_concurrency(),
+        "gets_by_name": dict(gets),
+    }
+
+
+def main(argv=None):
+    """Command-line entry point; returns the exit status."""
+    args = _parser().parse_args(argv)
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    server = MastServer(args.host, args.port, latency=args.latency,
+                        default_size=args.default_size, tokens=dict(args.token),
+                        send_checksums=args.checksums)
+    with server:
+        print(f"MAST test server on {server.url}", flush=True)
+        while not stop.wait(0.5):
+            pass
+    if args.log_summary:
+        with open(args.log_summary, "w", encoding="utf-8") as fh:
+            json.dump(summarize(server), fh, indent=2, sort_keys=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,22 @@
+"""Small helpers shared by tests: the bytes a served file should have."""
+
+from pathlib import Path
+
+from astroquery_mastbulk.testing import file_bytes
+
+
+def expected_bytes(server, name):
+    """The bytes the server currently serves for ``name``."""
+    spec = server.file_spec(name)
+    return file_bytes(name, spec.size, version=spec.version)
+
+
+def assert_file_matches(server, path, name=None):
+    path = Path(path)
+    assert path.is_file(), path
+    assert path.read_bytes() == expected_bytes(server, name or path.name)
+
+
+def leftovers(folder):
+    """Temporary files left anywhere under ``folder``."""
+    return sorted(str(p) for p in Path(folder).rglob("*.part"))

@@ -1,0 +1,291 @@
+"""MastMissions.download_products against the local MAST server, with real failures injected."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+
+import pytest
+from astropy.table import Table
+
+from astroquery_mastbulk import MastMissions, MastMissionsClass, conf, load_rows
+from astroquery_mastbulk.transfer import part_path
+
+from helpers import assert_file_matches, expected_bytes, leftovers
+
+
+@pytest.fixture(autouse=True)
+def quick_retries():
+    with conf.set_temp("backoff", 0.01), conf.set_temp("backoff_max", 0.05):
+        yield
+
+
+def rows(n, mission="jwst", prefix="f"):
+    return [{"filename": f"{prefix}{i:03d}_cal.fits", "fileset": f"set{i % 3}", "mission": mission,
+             "event_type": "New"} for i in range(n)]
+
+
+def test_sample_notification_two_lines(server, sample_path, tmp_path):
+    manifest = MastMissions.download_products(sample_path, download_dir=tmp_path, verbose=False)
+    assert manifest.colnames[:4] == ["Local Path", "Status", "Message", "URL"]
+    assert list(manifest["Status"]) == ["COMPLETE"] * 3
+    for row, product in zip(manifest, load_rows(sample_path)):
+        assert row["Local Path"] == str(tmp_path / "mastDownload" / "jwst" / product.fileset / product.filename)
+        assert_file_matches(server, row["Local Path"])
+        assert row["URL"] == (f"{server.url}/search/jwst/api/v0.1/retrieve_product?product_name="
+                              f"{product.filename}")
+    assert list(manifest["event_type"]) == ["Reprocessed", "New", "Public"]
+    assert leftovers(tmp_path) == []
+
+
+def test_default_folder_is_cwd_and_relative_paths(server, sample_path, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    manifest = MastMissions.download_products(sample_path, verbose=False)
+    assert manifest["Local Path"][0].startswith("mastDownload/jwst/")
+    assert (tmp_path / manifest["Local Path"][0]).is_file()
+
+
+def test_concurrent_transfers_overlap(server, tmp_path):
+    server.latency = 0.2
+    try:
+        manifest = MastMissions.download_products(rows(8), download_dir=tmp_path, max_workers=4, verbose=False)
+    finally:
+        server.latency = 0.0
+    assert set(manifest["Status"]) == {"COMPLETE"}
+    assert server.max_concurrency() >= 3
+    assert len(server.connections()) <= 4
+
+
+@pytest.mark.parametrize("kind, params", [
+    ("status", {"status": 500}), ("status", {"status": 503}), ("429", {"retry_after": 0}),
+    ("cut", {"after": 1000}), ("short", {}), ("slow", {"delay": 0.2}),
+])
+def test_transient_faults_are_retried(server, tmp_path, kind, params):
+    products = rows(3)
+    target = products[1]["filename"]
+    server.set_file(target, size=2880 * 20)
+    server.add_fault(target, kind, count=2, **params)
+    manifest = MastMissions.download_products(products, download_dir=tmp_path, verbose=False)
+    assert list(manifest["Status"]) == ["COMPLETE"] * 3
+    for path in manifest["Local Path"]:
+        assert_file_matches(server, path)
+    assert leftovers(tmp_path) == []
+
+
+def test_cut_connection_resumes_with_range(server, tmp_path):
+    name = "big_cal.fits"
+    server.set_file(name, size=4 * 2**20)
+    server.add_fault(name, "cut", after=2**20)
+    manifest = MastMissions.download_products([{"filename": name, "fileset": "s", "mission": "hst"}],
+                                              download_dir=tmp_path, verbose=False)
+    assert manifest["Status"][0] == "COMPLETE"
+    gets = server.requests(name=name, method="GET")
+    assert gets[0].range is None and gets[1].range is not None and gets[1].range.startswith("bytes=")
+    assert int(gets[1].range[6:-1]) > 0
+    assert_file_matches(server, manifest["Local Path"][0])
+
+
+def test_retry_after_is_honoured(server, tmp_path):
+    name = "busy_cal.fits"
+    server.add_fault(name, "429", retry_after=1)
+    start = time.monotonic()
+    manifest = MastMissions.download_products([{"filename": name, "fileset": "s", "mission": "jwst"}],
+                                              download_dir=tmp_path, verbose=False)
+    gets = server.requests(name=name, method="GET")
+    assert manifest["Status"][0] == "COMPLETE" and len(gets) == 2
+    assert gets[1].started - gets[0].finished >= 0.9  # waited as told, not our 10 ms backoff
+    assert time.monotonic() - start < 30
+
+
+def test_one_failure_never_stops_the_others(server, tmp_path):
+    products = rows(4)
+    server.missing.add(products[0]["filename"])
+    server.add_fault(products[2]["filename"], "status", count=50, status=502)
+    manifest = MastMissions.download_products(products, download_dir=tmp_path, verbose=False)
+    assert list(manifest["Status"]) == ["ERROR", "COMPLETE", "ERROR", "COMPLETE"]
+    assert "HTTP 404" in manifest["Message"][0]
+    assert "HTTP 502" in manifest["Message"][2] and "gave up after 6 attempts" in manifest["Message"][2]
+    assert not os.path.exists(manifest["Local Path"][0]) and not os.path.exists(manifest["Local Path"][2])
+    assert leftovers(tmp_path) == []
+
+
+def test_existing_partial_is_resumed(server, tmp_path):
+    name = "part_cal.fits"
+    server.set_file(name, size=2880 * 50)
+    final = tmp_path / "mastDownload" / "jwst" / "s" / name
+    final.parent.mkdir(parents=True)
+    part_path(final).write_bytes(expected_bytes(server, name)[:10000])
+    manifest = MastMissions.download_products([{"filename": name, "fileset": "s", "mission": "jwst"}],
+                                              download_dir=tmp_path, verbose=False)
+    get, = server.requests(name=name, method="GET")
+    assert get.range == "bytes=10000-" and get.status == 206
+    assert manifest["Status"][0] == "COMPLETE" and manifest["bytes"][0] == 2880 * 50 - 10000
+    assert_file_matches(server, final)
+    assert not part_path(final).exists()
+
+
+def test_range_ignored_restarts_cleanly(server, tmp_path):
+    name = "norange_cal.fits"
+    final = tmp_path / name
+    part_path(final).write_bytes(b"garbage that must not survive")
+    server.add_fault(name, "ignore_range")
+    manifest = MastMissions.download_products([{"filename": name, "mission": "jwst"}], flat=True,
+                                              download_dir=tmp_path, verbose=False)
+    assert manifest["Status"][0] == "COMPLETE"
+    assert server.requests(name=name, method="GET")[0].status == 200
+    assert_file_matches(server, final)
+
+
+def test_cache_skips_without_body_and_no_cache_refetches(server, tmp_path):
+    products = rows(3)
+    MastMissions.download_products(products, download_dir=tmp_path, verbose=False)
+    server.reset()
+    again = MastMissions.download_products(products, download_dir=tmp_path, verbose=False)
+    assert list(again["Status"]) == ["SKIPPED"] * 3
+    assert server.requests(method="GET") == []
+    server.reset()
+    fresh = MastMissions.download_products(products, download_dir=tmp_path, cache=False, verbose=False)
+    assert list(fresh["Status"]) == ["COMPLETE"] * 3 and len(server.requests(method="GET")) == 3
+
+
+def test_wrong_size_local_file_is_replaced(server, tmp_path):
+    name = "trunc_cal.fits"
+    final = tmp_path / name
+    final.write_bytes(expected_bytes(server, name)[:100])
+    manifest = MastMissions.download_products([{"filename": name, "mission": "jwst"}], flat=True,
+                                              download_dir=tmp_path, verbose=False)
+    assert manifest["Status"][0] == "COMPLETE"
+    assert_file_matches(server, final)
+
+
+def test_duplicates_fetched_once_but_reported_per_row(server, tmp_path):
+    products = rows(2) + rows(2)
+    manifest = MastMissions.download_products(products, download_dir=tmp_path, verbose=False)
+    assert len(manifest) == 4 and set(manifest["Status"]) == {"COMPLETE"}
+    assert len(server.requests(method="GET")) == 2
+
+
+def test_unsafe_rows_write_nothing_outside(server, tmp_path):
+    inside = tmp_path / "dl"
+    products = [{"filename": "../../escape.fits", "fileset": "s", "mission": "jwst"},
+                {"filename": "ok_cal.fits", "fileset": "..", "mission": "jwst"},
+                {"filename": "/tmp/abs.fits", "fileset": "s", "mission": "jwst"},
+                {"filename": "good_cal.fits", "fileset": "s", "mission": "jwst"}]
+    manifest = MastMissions.download_products(products, download_dir=inside, verbose=False)
+    assert list(manifest["Status"]) == ["ERROR", "ERROR", "ERROR", "COMPLETE"]
+    assert all(m.startswith("refused: ") for m in manifest["Message"][:3])
+    assert sorted(p.name for p in tmp_path.rglob("*") if p.is_file()) == ["good_cal.fits"]
+    assert len(server.requests()) == 1
+
+
+def test_filters_select_rows(server, sample_path, tmp_path):
+    manifest = MastMissions.download_products(sample_path, download_dir=tmp_path, event_type="Public",
+                                              verbose=False)
+    assert list(manifest["event_type"]) == ["Public"]
+    manifest = MastMissions.download_products(sample_path, download_dir=tmp_path, program=5893,
+                                              extension="crf.fits", verbose=False)
+    assert len(manifest) == 1 and manifest["filename"][0].startswith("jw05893")
+
+
+def test_nothing_selected_warns_like_astroquery(server, sample_path, tmp_path):
+    from astroquery.exceptions import NoResultsWarning
+    with pytest.warns(NoResultsWarning):
+        assert MastMissions.download_products(sample_path, download_dir=tmp_path, extension=".jpg",
+                                              verbose=False) is None
+
+
+def test_bad_notification_writes_nothing(server, tmp_path):
+    from astroquery_mastbulk import InputError
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps([{"filename": "a.fits", "fileset": "s"}, {"fileset": "s"}]))
+    with pytest.raises(InputError, match="row 2: field 'filename'"):
+        MastMissions.download_products(bad, download_dir=tmp_path / "out", verbose=False)
+    assert not (tmp_path / "out").exists() and server.requests() == []
+
+
+def test_redirect_to_other_host_is_followed(server, second_server, tmp_path):
+    server.add_fault("moved_cal.fits", "redirect", to=second_server.url)
+    manifest = MastMissions.download_products([{"filename": "moved_cal.fits", "fileset": "s", "mission": "jwst"}],
+                                              download_dir=tmp_path, verbose=False)
+    assert manifest["Status"][0] == "COMPLETE" and len(second_server.requests(method="GET")) == 1
+    assert_file_matches(server, manifest["Local Path"][0])
+
+
+def test_verbose_false_prints_nothing_and_verbose_shows_progress(server, tmp_path, capfd):
+    MastMissions.download_products(rows(2), download_dir=tmp_path, verbose=False)
+    assert capfd.readouterr() == ("", "")
+    MastMissions.download_products(rows(2, prefix="g"), download_dir=tmp_path, verbose=True)
+    err = capfd.readouterr().err
+    assert "COMPLETE" in err and "[2/2]" in err  # stderr is not a terminal here: one line per file
+
+
+def test_download_file_mission_and_astroquery_return(server, tmp_path):
+    jwst = MastMissionsClass(mission="hst")
+    name = "jw05893001001_02201_00001_mirimage_o001_crf.fits"
+    status, msg, url = jwst.download_file(name, local_path=tmp_path, mission="jwst")
+    assert (status, msg, url) == ("COMPLETE", None, None)
+    assert_file_matches(server, tmp_path / name)
+    assert server.requests()[-1].path == "/search/jwst/api/v0.1/retrieve_product"
+    server.missing.add("gone.fits")
+    status, msg, url = jwst.download_file("gone.fits", local_path=tmp_path / "gone.fits")
+    assert status == "ERROR" and "404" in msg and url.endswith("/search/hst/api/v0.1/retrieve_product"
+                                                                   "?product_name=gone.fits")
+
+
+def test_enable_disable_existing_objects(server, sample_path, tmp_path):
+    import astroquery.mast
+    from astroquery.mast import MastMissionsClass as Original
+    import astroquery_mastbulk
+    before = Original.__dict__["download_products"]
+    existing = astroquery.mast.MastMissions
+    astroquery_mastbulk.enable()
+    try:
+        manifest = existing.download_products(sample_path, download_dir=tmp_path, verbose=False)
+        assert isinstance(manifest, Table) and list(manifest["Status"]) == ["COMPLETE"] * 3
+        created_after = Original(mission="jwst")
+        assert created_after.download_products.__func__ is astroquery_mastbulk.missions.download_products
+    finally:
+        astroquery_mastbulk.disable()
+    assert Original.__dict__["download_products"] is before
+
+
+def test_subclass_keeps_astroquery_methods():
+    from astroquery.mast import MastMissionsClass as Original
+    assert issubclass(MastMissionsClass, Original)
+    own = {name for name in vars(MastMissionsClass) if not name.startswith("_")}
+    assert own <= {"download_products", "download_file", "login", "logout", "whoami"}
+    for name in ("query_criteria", "get_product_list", "filter_products", "get_column_list"):
+        assert name not in vars(MastMissionsClass) and callable(getattr(MastMissions, name))
+
+
+CTRL_C_SCRIPT = textwrap.dedent("""
+    import sys
+    from astroquery.mast import conf
+    from astroquery_mastbulk import MastMissions
+    conf.server = sys.argv[1]
+    rows = [{"filename": f"slow{i}_cal.fits", "fileset": "s", "mission": "jwst"} for i in range(4)]
+    try:
+        MastMissions.download_products(rows, download_dir=sys.argv[2], verbose=False)
+    except KeyboardInterrupt:
+        print("interrupted", flush=True)
+        sys.exit(130)
+""")
+
+
+def test_ctrl_c_stops_promptly_and_keeps_partials(server, tmp_path):
+    for i in range(4):
+        server.set_file(f"slow{i}_cal.fits", size=64 * 2**20)
+    child = subprocess.Popen([sys.executable, "-c", CTRL_C_SCRIPT, server.url, str(tmp_path)],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 20
+    while not leftovers(tmp_path) and time.monotonic() < deadline:
+        time.sleep(0.02)
+    child.send_signal(signal.SIGINT)
+    out, err = child.communicate(timeout=10)
+    assert child.returncode == 130 and out.strip() == "interrupted", err
+    assert err.count("Traceback") == 0
+    assert leftovers(tmp_path)  # kept for the next run
+    assert not any(p.name.startswith("slow") for p in tmp_path.rglob("slow*_cal.fits"))
