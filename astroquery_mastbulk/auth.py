@@ -7,7 +7,7 @@ from urllib.parse import urlsplit
 from .logger import log
 
 __all__ = ["KEYRING_SERVICE", "KEYRING_USER", "TOKEN_ENV", "resolve_token", "TrustedHosts", "TokenAuth",
-           "auth_failure_message", "TOKEN_URL"]
+           "auth_failure_message", "TOKEN_URL", "token_auth"]
 
 
 #: The keyring entry astroquery's own ``login(store_token=True)`` writes.
@@ -118,6 +118,30 @@ class TokenAuth:
         if self._token and url in self.trusted:
             return {"Authorization": f"token {self._token}"}
         return {}
+
+
+def token_auth(explicit=None, server=None, *, verbose=True):
+    """The token (explicit, ``$MAST_API_TOKEN`` or keyring) bound to the hosts trusted with it.
+
+    Parameters
+    ----------
+    explicit : str, optional
+        A token given by the caller.
+    server : str
+        The configured MAST server URL.
+    verbose : bool, optional
+        Say at info level when no token is found.
+
+    Returns
+    -------
+    TokenAuth
+        False in a boolean context when no token was found.
+    """
+    from .defaults import trusted_patterns
+    token = resolve_token(explicit)
+    if token is None and verbose:
+        log.info("No MAST token found (argument, MAST_API_TOKEN or keyring): downloading public files only")
+    return TokenAuth(token, TrustedHosts(server, trusted_patterns()))
 
 
 def auth_failure_message(status, have_token):

@@ -10,60 +10,14 @@ from astroquery.mast import conf as mast_conf
 from astroquery.mast.missions import MastMissionsClass as _AstroqueryMissions
 
 from . import subscription
-from .auth import TokenAuth, TrustedHosts, resolve_token
-from .config import conf
+from .auth import token_auth
+from .defaults import engine_settings
 from .jobs import plan_jobs, select_rows
 from .manifest import results_table
 from .progress import make_progress
 from .runner import run_jobs
-from .transfer import EngineSettings
-from .logger import log
 
-__all__ = ["MastMissionsClass", "MastMissions", "enable", "disable", "engine_settings", "token_auth"]
-
-
-def engine_settings(*, max_workers=None, cache=True):
-    """Engine settings from `astroquery_mastbulk.conf`, with per-call overrides.
-
-    Parameters
-    ----------
-    max_workers : int, optional
-        Files transferred at once; default ``conf.max_workers``.
-    cache : bool, optional
-        Skip files already complete on disk.
-
-    Returns
-    -------
-    `~astroquery_mastbulk.transfer.EngineSettings`
-    """
-    return EngineSettings(
-        max_workers=int(max_workers if max_workers is not None else conf.max_workers),
-        connect_timeout=float(conf.connect_timeout), read_timeout=float(conf.read_timeout),
-        retries=int(conf.retries), backoff=float(conf.backoff), backoff_max=float(conf.backoff_max),
-        retry_after_max=float(conf.retry_after_max), cache=bool(cache))
-
-
-def token_auth(explicit=None, server=None, *, verbose=True):
-    """The token (explicit, ``$MAST_API_TOKEN`` or keyring) bound to the hosts trusted with it.
-
-    Parameters
-    ----------
-    explicit : str, optional
-        A token given by the caller.
-    server : str, optional
-        The MAST server; default ``astroquery.mast.conf.server`` now.
-    verbose : bool, optional
-        Say at info level when no token is found.
-
-    Returns
-    -------
-    `~astroquery_mastbulk.auth.TokenAuth`
-        False in a boolean context when no token was found.
-    """
-    token = resolve_token(explicit)
-    if token is None and verbose:
-        log.info("No MAST token found (argument, MAST_API_TOKEN or keyring): downloading public files only")
-    return TokenAuth(token, TrustedHosts(server or mast_conf.server, list(conf.trusted_hosts)))
+__all__ = ["MastMissionsClass", "MastMissions", "enable", "disable"]
 
 
 def _explicit_token(client):
@@ -186,7 +140,7 @@ def download_file(self, uri, *, local_path=None, cache=True, verbose=True, missi
     progress = make_progress(verbose)
     try:
         result, = run_jobs(jobs, settings=engine_settings(cache=cache),
-                           auth=token_auth(_explicit_token(self), verbose=verbose),
+                           auth=token_auth(_explicit_token(self), mast_conf.server, verbose=verbose),
                            progress=progress)
     finally:
         if progress is not None:

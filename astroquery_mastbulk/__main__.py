@@ -1,0 +1,5 @@
+"""``python -m astroquery_mastbulk`` is the ``mastbulk`` command."""
+
+from .cli import main
+
+main()

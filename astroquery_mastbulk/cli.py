@@ -1,0 +1,144 @@
+"""The ``mastbulk`` command: download, script, summary, login, logout, whoami, demo.
+
+Exit codes: 0 every file COMPLETE or SKIPPED; 1 some file ERROR; 2 bad input or usage; 130 Ctrl-C.
+Only what a subcommand needs is imported, so a download starts in a fraction of a second.
+"""
+
+import argparse
+import sys
+
+from .errors import MastBulkError
+
+__all__ = ["main", "parse_args", "run"]
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+_DOWNLOAD_EXAMPLES = """examples:
+  mastbulk download event_metadata_jwst-program-5105_hourly_20260422_143523.json
+  mastbulk download *.json --dir /data/jwst --workers 16 --manifest /data/jwst/last-run.ecsv
+  mastbulk download event.json --event-type Reprocessed --extension _cal.fits --dry-run
+"""
+_SCRIPT_EXAMPLES = """examples:
+  mastbulk script event.json -o get.sh && bash get.sh
+  MAST_API_TOKEN=... bash get.sh          # or: bash get.sh "$TOKEN"
+"""
+_SUMMARY_EXAMPLES = """examples:
+  mastbulk summary event.json
+  mastbulk summary *.json --json | jq .by_event_type
+"""
+_AUTH_EXAMPLES = """examples:
+  mastbulk login                          # hidden prompt; stored in the OS keyring
+  pass show mast | mastbulk login --token-stdin
+  mastbulk whoami
+  mastbulk logout --forget                # also delete the stored token
+"""
+_DEMO_EXAMPLES = """examples:
+  mastbulk demo
+  mastbulk demo --dir /tmp/try-mastbulk
+"""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message):
+        # One line on stderr and exit 2, as argparse does, but without the usage block.
+        self.exit(EXIT_USAGE, f"mastbulk: error: {message}\n")
+
+
+def _selection_options(parser):
+    parser.add_argument("notifications", nargs="+", metavar="NOTIFICATION.json",
+                        help="MAST subscription notification file(s)")
+    parser.add_argument("--dir", default=".", help="download folder (default: the current folder)")
+    parser.add_argument("--event-type", action="append", metavar="TYPE",
+                        help="only this event type (New, Reprocessed, Public, First); repeatable")
+    parser.add_argument("--extension", action="append", metavar="END",
+                        help="only file names ending with END (e.g. _cal.fits); repeatable")
+    parser.add_argument("--flat", action="store_true", help="put files directly into --dir")
+    parser.add_argument("--server", help="MAST server URL (default: astroquery.mast.conf.server)")
+    parser.add_argument("--mission", default="hst", help="mission of rows that name none (default: hst)")
+
+
+def _add(sub, name, help_text, examples):
+    return sub.add_parser(name, help=help_text, description=help_text, epilog=examples,
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def build_parser():
+    """The argument parser of ``mastbulk`` (exposed for docs and tests)."""
+    parser = _Parser(prog="mastbulk", description="Download MAST subscription products, fast and resumably.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+
+    download = _add(sub, "download", "download the products of notification files", _DOWNLOAD_EXAMPLES)
+    _selection_options(download)
+    download.add_argument("--workers", type=int, help="files transferred at once (default 8)")
+    download.add_argument("--no-cache", action="store_true", help="download again files already on disk")
+    download.add_argument("--dry-run", action="store_true", help="show what would be downloaded; fetch nothing")
+    download.add_argument("--manifest", metavar="PATH", help="write the status table (ECSV, or HTML by suffix)")
+    download.add_argument("--quiet", action="store_true", help="print errors only")
+
+    script = _add(sub, "script", "write a bash + curl script that downloads the products", _SCRIPT_EXAMPLES)
+    _selection_options(script)
+    script.add_argument("-o", "--output", required=True, help="where to write the script")
+    script.add_argument("--parallel", type=int, default=1, help="curl transfers at once in the script")
+
+    summary = _add(sub, "summary", "what notification files hold, by event type", _SUMMARY_EXAMPLES)
+    summary.add_argument("notifications", nargs="+", metavar="NOTIFICATION.json")
+    summary.add_argument("--json", action="store_true", help="machine-readable output")
+
+    login = _add(sub, "login", "store a MAST API token in the OS keyring", _AUTH_EXAMPLES)
+    login.add_argument("--token-stdin", action="store_true", help="read the token from standard input")
+    login.add_argument("--server", help="MAST server URL used to check the token")
+    logout = _add(sub, "logout", "forget the session token", _AUTH_EXAMPLES)
+    logout.add_argument("--forget", action="store_true", help="also delete the token stored in the keyring")
+    whoami = _add(sub, "whoami", "ask MAST who the current token belongs to", _AUTH_EXAMPLES)
+    whoami.add_argument("--server", help="MAST server URL")
+
+    demo = _add(sub, "demo", "download a sample notification from a bundled local server", _DEMO_EXAMPLES)
+    demo.add_argument("--dir", default="mastbulk-demo", help="download folder (default: ./mastbulk-demo)")
+    return parser
+
+
+def parse_args(argv=None):
+    """Parse ``mastbulk`` arguments; exits 2 with one line on stderr on a usage error.
+
+    Parameters
+    ----------
+    argv : list of str, optional
+        Arguments without the program name; default ``sys.argv[1:]``.
+
+    Returns
+    -------
+    argparse.Namespace
+    """
+    args = build_parser().parse_args(argv)
+    if getattr(args, "workers", None) is not None and args.workers < 1:
+        build_parser().error(f"--workers must be at least 1, not {args.workers}")
+    return args
+
+
+def run(args):
+    """Run a parsed ``mastbulk`` command; return its exit code.
+
+    Parameters
+    ----------
+    args : argparse.Namespace
+        As returned by `parse_args`.
+
+    Returns
+    -------
+    int
+    """
+    from . import commands
+    return getattr(commands, args.command)(args)
+
+
+def main(argv=None):
+    """Entry point of the ``mastbulk`` console script."""
+    try:
+        code = run(parse_args(argv))
+    except KeyboardInterrupt:
+        print("mastbulk: interrupted; partial files are kept and the next run resumes them", file=sys.stderr)
+        code = EXIT_INTERRUPTED
+    except MastBulkError as err:
+        print(f"mastbulk: error: {err}", file=sys.stderr)
+        code = EXIT_USAGE
+    sys.exit(code)

@@ -1,0 +1,67 @@
+"""Engine defaults, read from `astroquery_mastbulk.conf` only when something may have changed them.
+
+astropy's configuration system costs ~0.2 s to import, which the ``mastbulk`` command should not
+pay when neither a config file nor a prior ``conf`` change exists. The built-in values live here,
+once; `astroquery_mastbulk.config` declares its items from them.
+"""
+
+import os
+import sys
+
+from .transfer import EngineSettings
+
+__all__ = ["DEFAULTS", "TRUSTED_HOSTS", "engine_settings", "trusted_patterns"]
+
+DEFAULTS = {
+    "max_workers": 8,
+    "connect_timeout": 10.0,
+    "read_timeout": 60.0,
+    "retries": 5,
+    "backoff": 0.5,
+    "backoff_max": 30.0,
+    "retry_after_max": 120.0,
+}
+TRUSTED_HOSTS = ["*.stsci.edu"]
+
+
+def _config_files():
+    homes = [os.environ.get("XDG_CONFIG_HOME", ""), os.path.join(os.path.expanduser("~"), ".config")]
+    folders = [os.path.join(home, "astropy", "config") for home in homes if home]
+    folders.append(os.path.join(os.path.expanduser("~"), ".astropy", "config"))
+    return [os.path.join(folder, "astroquery_mastbulk.cfg") for folder in folders]
+
+
+def _conf():
+    """`astroquery_mastbulk.conf` if it may hold non-default values, else None."""
+    if "astroquery_mastbulk.config" in sys.modules or any(map(os.path.exists, _config_files())):
+        from .config import conf
+        return conf
+    return None
+
+
+def engine_settings(*, max_workers=None, cache=True):
+    """Engine settings from the configuration, with per-call overrides.
+
+    Parameters
+    ----------
+    max_workers : int, optional
+        Files transferred at once; default ``conf.max_workers`` (8).
+    cache : bool, optional
+        Skip files already complete on disk.
+
+    Returns
+    -------
+    `~astroquery_mastbulk.transfer.EngineSettings`
+    """
+    conf = _conf()
+    values = {name: type(default)(getattr(conf, name)) if conf is not None else default
+              for name, default in DEFAULTS.items()}
+    if max_workers is not None:
+        values["max_workers"] = int(max_workers)
+    return EngineSettings(cache=bool(cache), **values)
+
+
+def trusted_patterns():
+    """Host patterns trusted with the token besides the configured server."""
+    conf = _conf()
+    return list(conf.trusted_hosts) if conf is not None else list(TRUSTED_HOSTS)
