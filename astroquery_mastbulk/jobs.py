@@ -153,16 +153,8 @@ def _refuse_path_clashes(jobs):
             job.refused = f"another row already writes {job.path} from a different URL"
 
 
-def _matches(value, wanted):
-    wanted = wanted if isinstance(wanted, (list, tuple, set)) else [wanted]
-    positives = [str(w) for w in wanted if not str(w).startswith("!")]
-    negatives = [str(w)[1:] for w in wanted if str(w).startswith("!")]
-    text = "" if value is None else str(value)
-    return text not in negatives and (not positives or text in positives)
-
-
-def select_rows(rows, *, extension=None, event_type=None, **filters):
-    """Keep the rows that pass astroquery-style filters.
+def select_rows(rows, *, extension=None, event_type=None):
+    """Keep the rows with these file name endings and event types.
 
     Parameters
     ----------
@@ -171,9 +163,6 @@ def select_rows(rows, *, extension=None, event_type=None, **filters):
         Keep file names ending with any of these.
     event_type : str or list of str, optional
         Keep these event types (``New``, ``Reprocessed``, ``Public``...), case-insensitively.
-    **filters
-        Column name → value or list of values; values OR together, ``"!value"`` excludes,
-        columns AND together, as in astroquery's ``filter_products``.
 
     Returns
     -------
@@ -186,6 +175,4 @@ def select_rows(rows, *, extension=None, event_type=None, **filters):
         types = [event_type] if isinstance(event_type, str) else list(event_type)
         types = {t.lower() for t in types}
         rows = [row for row in rows if (row.event_type or "").lower() in types]
-    for column, wanted in filters.items():
-        rows = [row for row in rows if _matches(row.get(column), wanted)]
     return rows

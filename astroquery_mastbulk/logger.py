@@ -1,8 +1,53 @@
-"""The package logger: a child of astroquery's, so ``astroquery.log`` settings apply to it."""
+"""The package logger: a child of astroquery's, so ``astroquery.log`` settings apply to it.
+
+It also masks every MAST token this process has resolved (`mask_secret`), in the message, its
+arguments and a formatted traceback: code should never log a token, and this filter is the
+second line of defence if some message ever does.
+"""
 
 import logging
+import threading
 
-__all__ = ["log"]
+__all__ = ["log", "mask_secret", "masked", "MASK"]
+
+#: What a token is replaced with in log records.
+MASK = "[MAST token masked]"
+# Shorter strings are too likely to appear by chance, and hiding them would mangle messages.
+_MIN_SECRET_LENGTH = 6
+_secrets = set()
+_secrets_lock = threading.Lock()
+
+
+def mask_secret(value):
+    """Have the package logger mask ``value`` (a token) in every later record.
+
+    Parameters
+    ----------
+    value : str or None
+        The secret; None, empty or very short values are ignored.
+    """
+    if isinstance(value, str) and len(value.strip()) >= _MIN_SECRET_LENGTH:
+        with _secrets_lock:
+            _secrets.add(value.strip())
+
+
+def masked(text):
+    """``text`` with every registered secret replaced by `MASK`.
+
+    Parameters
+    ----------
+    text : str
+
+    Returns
+    -------
+    str
+    """
+    with _secrets_lock:
+        secrets = sorted(_secrets, key=len, reverse=True)  # longest first: one may contain another
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
 
 
 class _AstropyRecordFields(logging.Filter):
@@ -15,5 +60,30 @@ class _AstropyRecordFields(logging.Filter):
         return True
 
 
+class _MaskSecrets(logging.Filter):
+    """Replaces registered secrets in a record before any handler (ours or a parent's) sees it."""
+
+    def filter(self, record):
+        if not _secrets:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: logging reports it later, with the raw fields
+            return True
+        safe = masked(message)
+        if safe != message:
+            # The merged, masked text replaces msg + args: an argument's str() may hold the token.
+            record.msg, record.args = safe, None
+        if record.exc_info and not record.exc_text:
+            # Formatters reuse exc_text when it is set, so a masked traceback is what they print.
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = masked(record.exc_text)
+        if record.stack_info:
+            record.stack_info = masked(record.stack_info)
+        return True
+
+
 log = logging.getLogger("astroquery.mastbulk")
 log.addFilter(_AstropyRecordFields())
+log.addFilter(_MaskSecrets())

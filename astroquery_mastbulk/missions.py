@@ -7,11 +7,13 @@ from pathlib import Path
 from astropy.table import Row, Table, vstack
 from astroquery.exceptions import NoResultsWarning
 from astroquery.mast import conf as mast_conf
+from astroquery.mast import utils as mast_utils
 from astroquery.mast.missions import MastMissionsClass as _AstroqueryMissions
 
 from . import subscription
 from .auth import token_auth
 from .defaults import engine_settings
+from .errors import InputError
 from .jobs import plan_jobs, select_rows
 from .manifest import results_table
 from .progress import make_progress
@@ -43,6 +45,18 @@ def _rows_from_products(client, products, flat):
     elif isinstance(products, Row):
         products = Table(products, masked=True)
     return subscription.load_rows(products, flat=flat)
+
+
+def _apply_column_filters(rows, filters):
+    # astroquery's own filter semantics (OR within a column, "!" negation, numeric ranges such as
+    # size=">=1000"), applied to a table of the rows, so that ours stays a superset of astroquery's.
+    if not filters or not rows:
+        return rows
+    missing = [name for name in filters if all(row.get(name) is None for row in rows)]
+    if missing:
+        raise InputError(f"cannot filter on {', '.join(map(repr, missing))}: no such column in the products")
+    keep = mast_utils.apply_column_filters(subscription.rows_to_table(rows), filters)
+    return [row for row, selected in zip(rows, keep) if selected]
 
 
 def download_products(self, products, *, download_dir=None, flat=False, cache=True, extension=None,
@@ -85,7 +99,7 @@ def download_products(self, products, *, download_dir=None, flat=False, cache=Tr
         product is left to download.
     """
     rows = _rows_from_products(self, products, flat)
-    rows = select_rows(rows, extension=extension, event_type=event_type, **filters)
+    rows = _apply_column_filters(select_rows(rows, extension=extension, event_type=event_type), filters)
     if not rows:
         warnings.warn("No products to download.", NoResultsWarning)
         return None

@@ -257,9 +257,11 @@ def _time_column(values, Time):
     known = [v for v in values if v is not None]
     if len(known) == len(values):
         return Time([v.replace(tzinfo=None) for v in values], scale="utc", format="datetime")
+    import numpy as np
     filler = known[0].replace(tzinfo=None) if known else datetime(2000, 1, 1)
-    column = Time([filler if v is None else v.replace(tzinfo=None) for v in values], scale="utc")
-    column[[v is None for v in values]] = None  # masked entries, where a row gave no date
+    column = Time([filler if v is None else v.replace(tzinfo=None) for v in values], scale="utc",
+                  format="datetime")
+    column[np.array([v is None for v in values])] = np.ma.masked  # where a row gave no date
     return column
 
 

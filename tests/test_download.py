@@ -190,6 +190,19 @@ def test_filters_select_rows(server, sample_path, tmp_path):
     assert len(manifest) == 1 and manifest["filename"][0].startswith("jw05893")
 
 
+def test_astroquery_column_filter_semantics(server, tmp_path):
+    products = [dict(row, size=size) for row, size in zip(rows(4), (100, 2000, 5000, 9000))]
+    manifest = MastMissions.download_products(products, download_dir=tmp_path, size=["<1000", "4000..6000"],
+                                              verbose=False)
+    assert list(manifest["filename"]) == [products[0]["filename"], products[2]["filename"]]
+    manifest = MastMissions.download_products(products, download_dir=tmp_path, filename="!f001_cal.fits",
+                                              verbose=False)
+    assert len(manifest) == 3 and "f001_cal.fits" not in list(manifest["filename"])
+    from astroquery_mastbulk import InputError
+    with pytest.raises(InputError, match="no such column"):
+        MastMissions.download_products(products, download_dir=tmp_path, colour="red", verbose=False)
+
+
 def test_nothing_selected_warns_like_astroquery(server, sample_path, tmp_path):
     from astroquery.exceptions import NoResultsWarning
     with pytest.warns(NoResultsWarning):

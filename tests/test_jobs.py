@@ -71,5 +71,3 @@ def test_selection(sample_path):
     assert [r.event_type for r in select_rows(rows, event_type="new")] == ["New"]
     assert len(select_rows(rows, event_type=["New", "Public"])) == 2
     assert len(select_rows(rows, extension="rateints.fits")) == 1
-    assert [r.program for r in select_rows(rows, program=5105)] == [5105, 5105]
-    assert [r.program for r in select_rows(rows, program="!5105")] == [5893]

@@ -108,3 +108,11 @@ def test_summary(sample_path):
     assert summary["by_program"] == {"5893": 1, "5105": 2}
     assert summary["eap_files"] == [rows[1].filename, rows[2].filename]
     assert summary["archived_oldest"].startswith("2025-12-03T19:44:10.707")
+
+
+def test_missing_dates_are_masked_in_table():
+    table = read_subscription([{"filename": "a.fits", "fileset": "s", "archived_date": "2026-01-02T03:04:05"},
+                               {"filename": "b.fits", "fileset": "s"}])
+    assert table["archived_date"][0].isot == "2026-01-02T03:04:05.000"
+    assert table["archived_date"].mask.tolist() == [False, True]
+    assert table["public_release_date"].mask.all()
