@@ -14,6 +14,8 @@ __version__ = "0.1.0"
 # name -> module that defines it; resolved lazily (PEP 562).
 _LAZY = {
     "MastMissions": "missions", "MastMissionsClass": "missions", "enable": "missions", "disable": "missions",
+    "Observations": "observations", "ObservationsClass": "observations",
+    "get_product_list_chunked": "observations",
     "read_subscription": "subscription", "load_rows": "subscription",
     "conf": "config", "Conf": "config",
     "MastBulkError": "errors", "InputError": "errors", "TransferError": "errors",

@@ -7,7 +7,7 @@ Only what a subcommand needs is imported, so a download starts in a fraction of 
 import argparse
 import sys
 
-from .errors import MastBulkError
+from .errors import InputError, MastBulkError
 
 __all__ = ["main", "parse_args", "run"]
 
@@ -49,7 +49,7 @@ def _selection_options(parser):
                         help="MAST subscription notification file(s)")
     parser.add_argument("--dir", default=".", help="download folder (default: the current folder)")
     parser.add_argument("--event-type", action="append", metavar="TYPE",
-                        help="only this event type (New, Reprocessed, Public, First); repeatable")
+                        help="only this event type (New, Reprocessed or Public); repeatable")
     parser.add_argument("--extension", action="append", metavar="END",
                         help="only file names ending with END (e.g. _cal.fits); repeatable")
     parser.add_argument("--flat", action="store_true", help="put files directly into --dir")
@@ -64,13 +64,19 @@ def _add(sub, name, help_text, examples):
 
 def build_parser():
     """The argument parser of ``mastbulk`` (exposed for docs and tests)."""
-    parser = _Parser(prog="mastbulk", description="Download MAST subscription products, fast and resumably.")
+    from . import __version__
+    parser = _Parser(prog="mastbulk", description="Download MAST subscription products, fast and resumably.",
+                     epilog="Run `mastbulk COMMAND --help` for a command's options and examples; "
+                            "`mastbulk demo` tries everything offline.")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
     download = _add(sub, "download", "download the products of notification files", _DOWNLOAD_EXAMPLES)
     _selection_options(download)
     download.add_argument("--workers", type=int, help="files transferred at once (default 8)")
     download.add_argument("--no-cache", action="store_true", help="download again files already on disk")
+    download.add_argument("--verify", action="store_true",
+                          help="check FITS CHECKSUM/DATASUM keywords before keeping each file")
     download.add_argument("--dry-run", action="store_true", help="show what would be downloaded; fetch nothing")
     download.add_argument("--manifest", metavar="PATH", help="write the status table (ECSV, or HTML by suffix)")
     download.add_argument("--quiet", action="store_true", help="print errors only")
@@ -109,9 +115,12 @@ def parse_args(argv=None):
     -------
     argparse.Namespace
     """
-    args = build_parser().parse_args(argv)
-    if getattr(args, "workers", None) is not None and args.workers < 1:
-        build_parser().error(f"--workers must be at least 1, not {args.workers}")
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    for option in ("workers", "parallel"):
+        value = getattr(args, option, None)
+        if value is not None and value < 1:
+            parser.error(f"--{option} must be at least 1, not {value}")
     return args
 
 
@@ -132,13 +141,37 @@ def run(args):
 
 
 def main(argv=None):
-    """Entry point of the ``mastbulk`` console script."""
+    """Entry point of the ``mastbulk`` console script: run, then exit with the command's code.
+
+    Expected failures end in one line on stderr, never a traceback: bad input, or a file named on
+    the command line that cannot be read or written, exits 2; Ctrl-C exits 130, keeping partial
+    files for the next run to resume.
+    """
     try:
         code = run(parse_args(argv))
     except KeyboardInterrupt:
         print("mastbulk: interrupted; partial files are kept and the next run resumes them", file=sys.stderr)
         code = EXIT_INTERRUPTED
+    except BrokenPipeError:
+        code = _closed_pipe()
+    except InputError as err:
+        code = _fail(err, EXIT_USAGE)
     except MastBulkError as err:
-        print(f"mastbulk: error: {err}", file=sys.stderr)
-        code = EXIT_USAGE
+        code = _fail(err, EXIT_FAILED)
+    except OSError as err:  # e.g. --manifest or -o in a folder that cannot be written
+        where = f"{err.filename}: " if err.filename else ""
+        code = _fail(f"{where}{err.strerror or err}", EXIT_USAGE)
     sys.exit(code)
+
+
+def _fail(message, code):
+    print(f"mastbulk: error: {message}", file=sys.stderr)
+    return code
+
+
+def _closed_pipe():
+    # `mastbulk summary x.json | head`: the reader left; stop quietly, as other Unix tools do.
+    # Python would otherwise complain again while flushing stdout at exit.
+    import os
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_FAILED

@@ -1,6 +1,7 @@
 """What each ``mastbulk`` subcommand does, given its parsed arguments (see `astroquery_mastbulk.cli`)."""
 
 import json
+import os
 import sys
 
 from .errors import InputError
@@ -18,45 +19,89 @@ def _server(args):
 
 
 def _read_all(paths, *, flat):
-    """Rows of every notification, duplicates (same mission, fileset and file) dropped."""
-    seen, rows = set(), []
+    """Rows of every notification, each product once (same mission, fileset and file name).
+
+    A product listed again keeps its first place but takes the row with the latest
+    ``archived_date``: a later Reprocessed event must still replace an older local copy.
+    """
+    where, rows = {}, []
     for path in paths:
         for row in load_rows(path, flat=flat):
             key = ((row.mission or "").lower(), row.fileset, row.filename)
-            if key not in seen:
-                seen.add(key)
+            if key not in where:
+                where[key] = len(rows)
                 rows.append(row)
+            elif _newer(row, rows[where[key]]):
+                rows[where[key]] = row
     return rows
 
 
-def plan_notifications(args):
-    """Read, select and plan the products of ``args.notifications``; return the jobs."""
+def _newer(row, other):
+    return row.archived_date is not None and (other.archived_date is None
+                                              or row.archived_date > other.archived_date)
+
+
+def _selected_rows(args):
     rows = _read_all(args.notifications, flat=args.flat)
-    rows = select_rows(rows, extension=args.extension, event_type=args.event_type)
-    if not rows:
-        raise InputError("no product left to download after --event-type/--extension selection")
+    return select_rows(rows, extension=args.extension, event_type=args.event_type)
+
+
+def _plan(rows, args):
     return plan_jobs(rows, server=_server(args), download_dir=args.dir, flat=args.flat,
                      default_mission=args.mission)
 
 
+def plan_notifications(args):
+    """Read, select and plan the products of ``args.notifications``; return the jobs.
+
+    Raises
+    ------
+    InputError
+        If no product is left after ``--event-type`` / ``--extension`` selection.
+    """
+    rows = _selected_rows(args)
+    if not rows:
+        raise InputError("no product left to download after --event-type/--extension selection")
+    return _plan(rows, args)
+
+
+def _check_writable(path, option):
+    """Refuse before any transfer a --manifest that could not be written at the end."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise InputError(f"{option} {path}: the folder {folder} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"{option} {path}: the folder {folder} is not writable")
+
+
 def download(args):
-    """``mastbulk download``: fetch every product; exit 1 if any ERROR."""
+    """``mastbulk download``: fetch every product; 0 if all COMPLETE or SKIPPED, 1 if any ERROR."""
+    if args.manifest:
+        _check_writable(args.manifest, "--manifest")
+    rows = _selected_rows(args)
+    if not rows:
+        # Not an error: an hourly notification may hold none of the types a cron job asks for.
+        if not args.quiet:
+            print("mastbulk: nothing to download: no product matches --event-type/--extension", file=sys.stderr)
+        return 0
+    jobs = _plan(rows, args)
+    if args.dry_run:
+        return _dry_run(jobs, args)
     from .auth import token_auth
     from .defaults import engine_settings
     from .progress import make_progress
     from .runner import run_jobs
-    jobs = plan_notifications(args)
-    if args.dry_run:
-        for job in jobs:
-            print(f"{'REFUSED ' + job.refused if job.refused else job.url} -> {job.path or '-'}")
-        return 0
     auth = token_auth(server=_server(args), verbose=False)
-    if not auth and not args.quiet:
-        print("mastbulk: no MAST token found (MAST_API_TOKEN or keyring): public files only", file=sys.stderr)
+    exclusive = sum(1 for job in jobs if job.needs_token and not job.refused)
+    if exclusive and not auth and not args.quiet:
+        print(f"mastbulk: {exclusive} product(s) still under exclusive access and no MAST token found "
+              "(`mastbulk login` or MAST_API_TOKEN): they will fail", file=sys.stderr)
     settings = engine_settings(max_workers=args.workers, cache=not args.no_cache)
     progress = make_progress(not args.quiet)
     try:
-        results = run_jobs(jobs, settings=settings, auth=auth, progress=progress)
+        # The folder's ledger lets an hourly re-run skip files it completed without asking the server.
+        results = run_jobs(jobs, settings=settings, auth=auth, progress=progress, ledger_dir=args.dir,
+                           verify=args.verify)
     finally:
         if progress is not None:
             progress.close()
@@ -64,8 +109,23 @@ def download(args):
     return 1 if any(result.status == "ERROR" for result in results) else 0
 
 
+def _dry_run(jobs, args):
+    """Print what a download would fetch and where; touch neither the disk nor the network."""
+    for job in jobs:
+        if job.refused:
+            print(f"REFUSED {job.row.filename}: {job.refused}")
+            continue
+        notes = [note for flag, note in ((job.needs_token, "exclusive access: needs a token"),
+                                         (job.path.exists(), "on disk: checked against the server"))
+                 if flag]
+        print(f"{job.url} -> {job.path}" + (f"  ({'; '.join(notes)})" if notes else ""))
+    if not args.quiet:
+        print(f"mastbulk: dry run: {len(jobs)} product(s); nothing was fetched or written", file=sys.stderr)
+    return 0
+
+
 def _report(results, args):
-    failed = [result for result in results if result.status == "ERROR"]
+    """The status table on stdout, the manifest file, and a count line (or only errors if quiet)."""
     if args.manifest or not args.quiet:
         from .manifest import results_table, write_manifest
         table = results_table(results)
@@ -73,11 +133,14 @@ def _report(results, args):
             write_manifest(table, args.manifest)
         if not args.quiet:
             table[["Local Path", "Status", "Message"]].pprint_all()
-    for result in failed if args.quiet else []:
-        print(f"ERROR {result.job.path or result.job.row.filename}: {result.message}", file=sys.stderr)
+    if args.quiet:
+        for result in results:
+            if result.status == "ERROR":
+                print(f"ERROR {result.job.path or result.job.row.filename}: {result.message}", file=sys.stderr)
+        return
     counts = {status: sum(r.status == status for r in results) for status in ("COMPLETE", "SKIPPED", "ERROR")}
-    if not args.quiet:
-        print(", ".join(f"{n} {status.lower()}" for status, n in counts.items()), file=sys.stderr)
+    line = ", ".join(f"{n} {status.lower()}" for status, n in counts.items())
+    print(line + (f"; status table written to {args.manifest}" if args.manifest else ""), file=sys.stderr)
 
 
 def script(args):
@@ -89,33 +152,88 @@ def script(args):
     return 0
 
 
+#: What each event type of a notification means (from MAST's subscription notebook).
+EVENT_TYPES = {
+    "New": "new to the archive",
+    "Reprocessed": "reprocessed by an updated calibration pipeline: replaces older local copies",
+    "Public": "its exclusive access period (EAP) ended: now public",
+}
+_EAP_NAMES_SHOWN = 10
+
+
 def summary(args):
-    """``mastbulk summary``: counts by event type, mission, program; EAP files; date range."""
+    """``mastbulk summary``: counts (and bytes where known) by event type, mission and program;
+    the files still under exclusive access; the archived date range. ``--json`` for machines."""
     rows = _read_all(args.notifications, flat=True)
-    info = summarize(rows)
+    info = {"notifications": list(args.notifications), **summarize(rows)}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(f"{info['products']} products")
+    source = args.notifications[0] if len(args.notifications) == 1 else f"{len(args.notifications)} notifications"
+    total = f" ({_size_text(info['bytes'])})" if info["bytes"] is not None else ""
+    print(f"{source}: {info['products']} products{total}")
     for key, title in (("by_event_type", "event type"), ("by_mission", "mission"), ("by_program", "program")):
-        print(f"  by {title}: " + ", ".join(f"{name} {n}" for name, n in info[key].items()))
-    if info["archived_oldest"]:
-        print(f"  archived from {info['archived_oldest']} to {info['archived_newest']}")
+        print(f"by {title}")
+        notes = EVENT_TYPES if key == "by_event_type" else {}
+        _print_counts(info[key], info["bytes_" + key], notes)
     eap = info["eap_files"]
-    print(f"  {len(eap)} still under exclusive access (need a token)" + (": " + ", ".join(eap) if eap else ""))
+    if not eap:
+        print("exclusive access: none (no token needed)")
+    else:
+        print(f"exclusive access: {len(eap)} product(s) before their public release date need a MAST token "
+              "(`mastbulk login`)")
+        for name in eap[:_EAP_NAMES_SHOWN]:
+            print(f"  {name}")
+        if len(eap) > _EAP_NAMES_SHOWN:
+            print(f"  ... and {len(eap) - _EAP_NAMES_SHOWN} more (--json lists them all)")
+    if info["archived_oldest"]:
+        print(f"archived: {_utc_text(info['archived_oldest'])} to {_utc_text(info['archived_newest'])}")
     return 0
+
+
+def _print_counts(counts, sizes, notes):
+    width = max(len(label) for label in counts)
+    for label, count in counts.items():
+        size = f"  {_size_text(sizes[label]):>9}" if sizes else ""
+        note = f"  {notes[label]}" if label in notes else ""
+        print(f"  {label:<{width}}  {count:>6}{size}{note}")
+
+
+def _size_text(nbytes):
+    from tqdm import tqdm  # tqdm's formatter, as the progress bar shows sizes
+    return tqdm.format_sizeof(nbytes or 0, suffix="B", divisor=1024)
+
+
+def _utc_text(iso):
+    return iso[:19].replace("T", " ") + " UTC"
 
 
 def login(args):
     """``mastbulk login``: read a token (hidden prompt or stdin), check it, store it in the keyring."""
-    from .auth import login_and_store
-    return login_and_store(token_stdin=args.token_stdin, server=args.server)
+    import os
+    from .auth import TOKEN_ENV, keyring_backend_name, login_and_store
+    name = login_and_store(token_stdin=args.token_stdin, server=_server(args))
+    print(f"Logged in as {name}; the token is stored in the OS keyring ({keyring_backend_name()})",
+          file=sys.stderr)
+    if os.environ.get(TOKEN_ENV):
+        print(f"note: {TOKEN_ENV} is set and is used before the stored token", file=sys.stderr)
+    return 0
 
 
 def logout(args):
     """``mastbulk logout``: forget the token (``--forget`` deletes the stored one)."""
-    from .auth import forget_token
-    return forget_token(delete_stored=args.forget)
+    import os
+    from .auth import TOKEN_ENV, forget_token
+    if not args.forget:
+        print("mastbulk keeps no token between commands; `mastbulk logout --forget` deletes the one "
+              "stored in the OS keyring", file=sys.stderr)
+    elif forget_token(delete_stored=True):
+        print("Deleted the MAST token stored in the OS keyring", file=sys.stderr)
+    else:
+        print("No MAST token was stored in the OS keyring", file=sys.stderr)
+    if os.environ.get(TOKEN_ENV):
+        print(f"note: {TOKEN_ENV} is still set in this environment", file=sys.stderr)
+    return 0
 
 
 def whoami(args):

@@ -39,6 +39,7 @@ def run_demo(folder):
     """
     from .cli import parse_args
     from .commands import download
+    from .subscription import load_rows
     from .testing import MastServer
 
     folder = Path(folder)
@@ -49,5 +50,6 @@ def run_demo(folder):
         print(f"mastbulk demo: local MAST server on {server.url}", file=sys.stderr)
         code = download(parse_args(["download", str(notification), "--dir", str(folder),
                                     "--server", server.url]))
-        print(_NEXT_STEPS.format(url=server.url, n=3, notification=notification, folder=folder))
+        count = len(load_rows(notification))
+        print(_NEXT_STEPS.format(url=server.url, n=count, notification=notification, folder=folder))
     return code

@@ -73,7 +73,7 @@ class _MaskSecrets(logging.Filter):
         safe = masked(message)
         if safe != message:
             # The merged, masked text replaces msg + args: an argument's str() may hold the token.
-            record.msg, record.args = safe, None
+            record.msg, record.args = safe, ()
         if record.exc_info and not record.exc_text:
             # Formatters reuse exc_text when it is set, so a masked traceback is what they print.
             record.exc_text = logging.Formatter().formatException(record.exc_info)

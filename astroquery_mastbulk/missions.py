@@ -3,6 +3,7 @@
 import os
 import warnings
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from astropy.table import Row, Table, vstack
 from astroquery.exceptions import NoResultsWarning
@@ -10,11 +11,13 @@ from astroquery.mast import conf as mast_conf
 from astroquery.mast import utils as mast_utils
 from astroquery.mast.missions import MastMissionsClass as _AstroqueryMissions
 
-from . import subscription
+from . import auth, subscription
 from .auth import token_auth
+from .connections import ServiceConnection
 from .defaults import engine_settings
 from .errors import InputError
 from .jobs import plan_jobs, select_rows
+from .logger import log
 from .manifest import results_table
 from .progress import make_progress
 from .runner import run_jobs
@@ -59,8 +62,32 @@ def _apply_column_filters(rows, filters):
     return [row for row, selected in zip(rows, keep) if selected]
 
 
+def download_jobs(client, jobs, *, download_dir=None, cache=True, max_workers=None, curl_flag=False,
+                  verbose=True, executor=None, verify=False):
+    """Run planned jobs with the client's token (or write them as a curl script); the status table.
+
+    Shared by the ``download_products`` of `MastMissionsClass` and of
+    `~astroquery_mastbulk.observations.ObservationsClass`: everything after planning is the same.
+    """
+    if curl_flag:
+        from .curlscript import write_script_for_jobs
+        return write_script_for_jobs(jobs, download_dir=download_dir)
+    server = mast_conf.server
+    progress = make_progress(verbose)
+    try:
+        results = run_jobs(jobs, settings=engine_settings(max_workers=max_workers, cache=cache),
+                           auth=token_auth(_explicit_token(client), server, verbose=verbose),
+                           progress=progress, executor=executor, verify=verify,
+                           ledger_dir=download_dir if download_dir is not None else ".")
+    finally:
+        if progress is not None:
+            progress.close()
+    return results_table(results)
+
+
 def download_products(self, products, *, download_dir=None, flat=False, cache=True, extension=None,
-                      event_type=None, max_workers=None, curl_flag=False, verbose=True, **filters):
+                      event_type=None, max_workers=None, curl_flag=False, verbose=True, executor=None,
+                      verify=False, **filters):
     """Download data products: a MAST subscription notification, a product table, or dataset IDs.
 
     Transfers run concurrently, resume from partial files, retry transient failures and never
@@ -88,6 +115,13 @@ def download_products(self, products, *, download_dir=None, flat=False, cache=Tr
         If True, write a bash + curl script that downloads the files instead of downloading them.
     verbose : bool, optional
         Default True: show one progress bar on stderr. False prints nothing.
+    executor : `concurrent.futures.Executor`, optional
+        Run each transfer as a task on this executor (for example a Dask cluster's,
+        ``client.get_executor()``), at most ``max_workers`` at once per host; see
+        `~astroquery_mastbulk.distributed.run_transfers`. Default: threads in this process.
+    verify : bool, optional
+        If True, check the CHECKSUM/DATASUM keywords of each downloaded FITS file (where present)
+        before it is renamed into place; a file failing them is fetched again, then reported ERROR.
     **filters
         Column filters as for astroquery's ``filter_products``.
 
@@ -103,20 +137,10 @@ def download_products(self, products, *, download_dir=None, flat=False, cache=Tr
     if not rows:
         warnings.warn("No products to download.", NoResultsWarning)
         return None
-    server = mast_conf.server
-    jobs = plan_jobs(rows, server=server, download_dir=download_dir, flat=flat, default_mission=self.mission)
-    if curl_flag:
-        from .curlscript import write_script_for_jobs
-        return write_script_for_jobs(jobs, download_dir=download_dir)
-    progress = make_progress(verbose)
-    try:
-        results = run_jobs(jobs, settings=engine_settings(max_workers=max_workers, cache=cache),
-                           auth=token_auth(_explicit_token(self), server, verbose=verbose),
-                           progress=progress)
-    finally:
-        if progress is not None:
-            progress.close()
-    return results_table(results)
+    jobs = plan_jobs(rows, server=mast_conf.server, download_dir=download_dir, flat=flat,
+                     default_mission=self.mission)
+    return download_jobs(self, jobs, download_dir=download_dir, cache=cache, max_workers=max_workers,
+                         curl_flag=curl_flag, verbose=verbose, executor=executor, verify=verify)
 
 
 def download_file(self, uri, *, local_path=None, cache=True, verbose=True, mission=None):
@@ -167,7 +191,8 @@ def download_file(self, uri, *, local_path=None, cache=True, verbose=True, missi
 class MastMissionsClass(_AstroqueryMissions):
     """astroquery's `~astroquery.mast.MastMissionsClass`, downloading on a concurrent, resumable engine.
 
-    Every method but ``download_products`` and ``download_file`` is astroquery's own.
+    Every method but ``download_products``, ``download_file``, ``login``, ``logout`` and ``whoami`` is
+    astroquery's own.
 
     Parameters
     ----------
@@ -180,9 +205,61 @@ class MastMissionsClass(_AstroqueryMissions):
     def __init__(self, *, mission="hst", mast_token=None):
         self._mastbulk_token = mast_token
         super().__init__(mission=mission, mast_token=mast_token)
+        # Queries (get_product_list...) go to conf.server as it is when they run, not at import.
+        self._service_api_connection = ServiceConnection(self._session)
+        self.mission = mission
 
     def __repr__(self):
         return f"<{type(self).__name__} mission={self.mission!r}>"
+
+    def login(self, token=None, store_token=False, reenter_token=False):
+        """Log in with a MAST API token, as astroquery's ``login``; the only request is ``{server}/whoami``.
+
+        Parameters
+        ----------
+        token : str, optional
+            The token; default ``$MAST_API_TOKEN``, then the OS keyring, then a hidden prompt
+            (only when standard input is a terminal).
+        store_token : bool, optional
+            Also write the token to the OS keyring entry astroquery uses.
+        reenter_token : bool, optional
+            Prompt for a new token even if the environment or keyring holds one.
+
+        Returns
+        -------
+        bool
+            True (a rejected token raises).
+
+        Raises
+        ------
+        `~astroquery_mastbulk.auth.LoginError`
+            No token, a rejected one, an unreachable server or (``store_token``) no usable keyring.
+        """
+        server = mast_conf.server
+        token, name = auth.login(token, store=store_token, reenter=reenter_token, server=server)
+        self._mastbulk_token = token
+        # astroquery's own queries read this cookie (exclusive-access metadata); unlike the one
+        # astroquery sets, it is scoped to the configured server's host, so no other host gets it.
+        parts = urlsplit(server)
+        self._session.cookies.set("mast_token", token, domain=parts.hostname, secure=parts.scheme == "https")
+        self._authenticated = True
+        log.info("MAST token accepted: welcome %s", name)
+        return True
+
+    def logout(self, forget=False):
+        """Forget this session's token; ``forget=True`` also deletes the one stored in the OS keyring.
+
+        ``$MAST_API_TOKEN`` and (unless forgotten) the stored token still apply to later downloads.
+        """
+        super().logout()
+        self._session.cookies.pop("mast_token", None)
+        self._mastbulk_token = None
+        if forget:
+            auth.delete_stored_token()
+
+    def whoami(self):
+        """Who ``{server}/whoami`` says this session's token belongs to, as one line of text."""
+        return auth.whoami(mast_conf.server, _explicit_token(self))
 
     download_products = download_products
     download_file = download_file
@@ -193,19 +270,29 @@ MastMissions = MastMissionsClass()
 _ORIGINALS = {}
 
 
+def _upgrades():
+    """(astroquery class, our ``download_products``) pairs that `enable` installs."""
+    from astroquery.mast import ObservationsClass as _AstroqueryObservations
+    from .observations import download_products as observations_download_products
+    return ((_AstroqueryMissions, download_products),
+            (_AstroqueryObservations, observations_download_products))
+
+
 def enable():
-    """Give astroquery's own `~astroquery.mast.MastMissionsClass` this package's ``download_products``.
+    """Give astroquery's own `~astroquery.mast.MastMissionsClass` and `~astroquery.mast.ObservationsClass`
+    this package's ``download_products``.
 
     Objects created before or after the call both get it (the method is replaced on the class).
-    `disable` puts astroquery's method back exactly.
+    `disable` puts astroquery's methods back exactly.
     """
-    if "download_products" not in _ORIGINALS:
-        _ORIGINALS["download_products"] = _AstroqueryMissions.__dict__["download_products"]
-    _AstroqueryMissions.download_products = download_products
+    for cls, method in _upgrades():
+        _ORIGINALS.setdefault(cls, cls.__dict__["download_products"])
+        cls.download_products = method
 
 
 def disable():
-    """Undo `enable`: astroquery's original ``download_products`` is restored."""
-    original = _ORIGINALS.pop("download_products", None)
-    if original is not None:
-        _AstroqueryMissions.download_products = original
+    """Undo `enable`: astroquery's original ``download_products`` methods are restored."""
+    for cls, _method in _upgrades():
+        original = _ORIGINALS.pop(cls, None)
+        if original is not None:
+            cls.download_products = original

@@ -1,9 +1,10 @@
 """Runs a plan: download jobs → the engine → one result per job, in input order."""
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .auth import auth_failure_message
-from .transfer import ERROR, Downloader, TransferResult
+from .ledger import Ledger
+from .transfer import ERROR, Downloader, EngineSettings, TransferResult
 
 __all__ = ["JobResult", "run_jobs"]
 
@@ -34,7 +35,7 @@ def _message(result, have_token):
     return result.message
 
 
-def run_jobs(jobs, *, settings=None, auth=None, progress=None):
+def run_jobs(jobs, *, settings=None, auth=None, progress=None, executor=None, ledger_dir=None, verify=False):
     """Download every job that may run, once per distinct (URL, path), and report per job.
 
     Parameters
@@ -46,22 +47,38 @@ def run_jobs(jobs, *, settings=None, auth=None, progress=None):
         Headers per URL; its truth value says whether a token is available.
     progress : object, optional
         Progress sink for the engine.
+    executor : `concurrent.futures.Executor`, optional
+        Run each transfer as one task on this executor (a Dask cluster's, a process pool...);
+        see `~astroquery_mastbulk.distributed.run_transfers`. Default: the engine's own threads.
+    ledger_dir : str or os.PathLike, optional
+        The download folder, whose `~astroquery_mastbulk.ledger.Ledger` records the files this
+        run completes; with ``settings.cache``, files it knows complete and untouched are
+        SKIPPED without a request. Default: no ledger.
+    verify : bool, optional
+        Check the CHECKSUM/DATASUM keywords of FITS files before they are renamed into place
+        (engine threads only, not an ``executor``).
 
     Returns
     -------
     list of JobResult
         One per job, in the jobs' order.
     """
+    settings = settings or EngineSettings()
     have_token = bool(auth)
     refusals = [_refusal(job, have_token) for job in jobs]
-    unique = {}
+    first = {}  # (url, path) -> the first job asking for it
     for job, refusal in zip(jobs, refusals):
         if refusal is None:
-            unique.setdefault((job.url, job.path), job.transfer)
+            first.setdefault((job.url, job.path), job)
     if progress is not None:
-        progress.set_files(len(unique))
-    engine = Downloader(settings, authorize=auth, progress=progress)
-    outcome = dict(zip(unique, engine.download(list(unique.values()))))
+        progress.set_files(len(first))
+    ledger = Ledger(ledger_dir) if ledger_dir is not None else None
+    try:
+        outcome = _transfer_all(first, settings=settings, auth=auth, progress=progress, executor=executor,
+                                ledger=ledger, verify=verify)
+    finally:
+        if ledger is not None:
+            ledger.close()
     results = []
     for job, refusal in zip(jobs, refusals):
         if refusal is not None:
@@ -71,3 +88,50 @@ def run_jobs(jobs, *, settings=None, auth=None, progress=None):
         results.append(JobResult(job, result.status, _message(result, have_token),
                                  result.bytes_received, result.size))
     return results
+
+
+def _transfer_all(first, *, settings, auth, progress, executor, ledger, verify):
+    """A result per (URL, path): from the ledger if it knows the file complete, else transferred."""
+    outcome, todo = _consult(ledger if settings.cache else None, first, progress)
+    record = _recorder(ledger, first)
+    if executor is None:
+        check = None
+        if verify:
+            from .integrity import fits_problem as check
+        done = Downloader(settings, authorize=auth, progress=progress, on_done=record, check=check).download(todo)
+    else:
+        from .distributed import run_transfers
+        done = run_transfers(todo, executor, settings=settings, authorize=auth, progress=progress)
+        for result in done if record is not None else ():
+            record(result)
+    outcome.update(((result.transfer.url, result.transfer.path), result) for result in done)
+    return outcome
+
+
+def _consult(ledger, first, progress):
+    """SKIPPED results for the files the ledger knows complete, and the transfers left to run."""
+    known, todo = {}, []
+    for key, job in first.items():
+        transfer = job.transfer
+        result = ledger.known_complete(transfer) if ledger is not None else None
+        if result is not None:
+            known[key] = result
+            if progress is not None:
+                progress.file_done(result)
+        elif ledger is not None:
+            todo.append(replace(transfer, refetch=ledger.modified_since_recorded(transfer)))
+        else:
+            todo.append(transfer)
+    return known, todo
+
+
+def _recorder(ledger, first):
+    """``record(result)`` into the ledger, with the event of the job that asked for the file."""
+    if ledger is None:
+        return None
+
+    def record(result):
+        row = first[(result.transfer.url, result.transfer.path)].row
+        ledger.record(result, event_id=getattr(row, "event_id", None),
+                      archived_date=getattr(row, "archived_date", None))
+    return record

@@ -271,6 +271,17 @@ def _program_column(values, MaskedColumn):
     return MaskedColumn(["" if v is None else str(v) for v in values], mask=[v is None for v in values])
 
 
+def _size(row):
+    """The row's ``size`` column as an int, or None when absent or not a number."""
+    value = row.get("size")
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        return None
+    try:
+        return int(value)
+    except (ValueError, OverflowError):  # "n/a", NaN, inf
+        return None
+
+
 def summarize(rows, *, now=None):
     """Count a notification's products by event type, mission and program.
 
@@ -285,18 +296,27 @@ def summarize(rows, *, now=None):
     -------
     dict
         ``products``, ``by_event_type``, ``by_mission``, ``by_program`` (counts), ``eap_files``
-        (file names still under exclusive access), ``archived_oldest`` / ``archived_newest`` (ISO text).
+        (file names still under exclusive access), ``archived_oldest`` / ``archived_newest`` (ISO text);
+        ``bytes`` and ``bytes_by_event_type`` / ``bytes_by_mission`` / ``bytes_by_program`` sum the
+        rows' ``size`` column where there is one (``bytes`` is None, the others empty, when no row
+        has a size: MAST's notifications carry none, product tables do).
     """
     now = now or datetime.now(timezone.utc)
     count = {"by_event_type": {}, "by_mission": {}, "by_program": {}}
+    nbytes = {"bytes_by_event_type": {}, "bytes_by_mission": {}, "bytes_by_program": {}}
     for row in rows:
+        size = _size(row)
         for key, value in (("by_event_type", row.event_type), ("by_mission", row.mission),
                            ("by_program", row.program)):
             label = "unknown" if value is None else str(value)
             count[key][label] = count[key].get(label, 0) + 1
+            if size is not None:
+                nbytes["bytes_" + key][label] = nbytes["bytes_" + key].get(label, 0) + size
+    sizes = [size for size in map(_size, rows) if size is not None]
     dates = sorted(row.archived_date for row in rows if row.archived_date)
     return {
         "products": len(rows), **count,
+        "bytes": sum(sizes) if sizes else None, **nbytes,
         "eap_files": [row.filename for row in rows if row.public_release_date and row.public_release_date > now],
         "archived_oldest": dates[0].isoformat() if dates else None,
         "archived_newest": dates[-1].isoformat() if dates else None,

@@ -4,10 +4,19 @@ It knows URLs, paths and HTTP, nothing of JSON, missions or astroquery. Retries 
 here rather than left to urllib3's ``Retry``: a transfer that breaks mid-body must resume from
 the bytes already on disk with a fresh Range request, which a connection-level retry cannot do.
 ``Retry`` still parses Retry-After for us.
+
+Bytes go to a dot-named partial file beside the final one (``.<name>.part``), with the server's
+validators (ETag, Last-Modified, total length) in ``.<name>.part.json``, so a later run resumes
+only a partial of the same version of the file. The partial is locked (``flock``) while it is
+written: two runs into one folder take turns per file instead of writing one file together.
 """
 
+import base64
+import hashlib
+import json
 import os
 import random
+import stat
 import threading
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
@@ -19,12 +28,20 @@ from urllib3.util.retry import Retry
 
 from .errors import TransferError
 
-__all__ = ["EngineSettings", "Transfer", "TransferResult", "Downloader", "part_path",
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs into one folder are then not coordinated
+    fcntl = None
+
+__all__ = ["EngineSettings", "Transfer", "TransferResult", "Downloader", "part_path", "meta_path",
            "COMPLETE", "SKIPPED", "ERROR"]
 
 COMPLETE, SKIPPED, ERROR = "COMPLETE", "SKIPPED", "ERROR"
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _PARSE_RETRY_AFTER = Retry(total=0).parse_retry_after
+#: A body that arrives whole but fails its checksum is fetched at most this many times.
+_CORRUPT_ATTEMPTS = 3
+_LOCK_POLL = 0.05
 
 
 @dataclass(frozen=True)
@@ -73,12 +90,15 @@ class Transfer:
     """One file to fetch: ``url`` into ``path``.
 
     ``replace_if_older_than`` (POSIX time) marks a local copy modified before it as stale: it is
-    fetched again even when its size matches (the archive reprocessed the file).
+    fetched again even when its size matches (the archive reprocessed the file). ``refetch``
+    marks a local copy known to have been modified since it was fetched: it is fetched again
+    unless another run rewrites it first.
     """
 
     url: str
     path: Path
     replace_if_older_than: float = None
+    refetch: bool = False
 
 
 @dataclass
@@ -99,6 +119,12 @@ def part_path(path):
     return path.with_name(f".{path.name}.part")
 
 
+def meta_path(path):
+    """Where the server's validators of a partial file are kept (beside it, dot-named)."""
+    path = Path(path)
+    return path.with_name(f".{path.name}.part.json")
+
+
 class _Stopped(Exception):
     """Raised inside a worker when the run is being interrupted."""
 
@@ -109,6 +135,10 @@ class _Retryable(TransferError):
     def __init__(self, message, *, url=None, status=None, wait=None):
         super().__init__(message, url=url, status=status)
         self.wait = wait
+
+
+class _Corrupt(_Retryable):
+    """A whole body arrived but failed a content check; the partial has been emptied."""
 
 
 class Downloader:
@@ -123,12 +153,21 @@ class Downloader:
         hop of every redirect, so credentials reach only the hosts it trusts.
     progress : object, optional
         Receives ``add_total(nbytes)``, ``add_bytes(nbytes)`` and ``file_done(result)`` calls.
+    on_done : callable, optional
+        ``on_done(result)``, called in the worker thread as soon as each transfer ends (for
+        example to record completed files); it must not raise.
+    check : callable, optional
+        ``check(path) -> str or None``: a content check of a whole file (such as FITS checksums).
+        A message means the bytes are corrupt: a download failing it is fetched again, then
+        reported as ERROR, and never renamed into place; a cached file failing it is fetched again.
     """
 
-    def __init__(self, settings=None, *, authorize=None, progress=None):
+    def __init__(self, settings=None, *, authorize=None, progress=None, on_done=None, check=None):
         self.settings = settings or EngineSettings()
         self._authorize = authorize or (lambda url: {})
         self._progress = progress
+        self._on_done = on_done
+        self._check = check
         self._stop = threading.Event()
         self._local = threading.local()
         self._sessions = []
@@ -176,21 +215,34 @@ class Downloader:
             result = TransferResult(transfer, ERROR, "interrupted; the partial file is kept for resuming")
         except TransferError as err:
             result = TransferResult(transfer, ERROR, str(err), http_status=err.status)
+        except OSError as err:  # the file system changed under us (a file vanished, a folder moved)
+            result = TransferResult(transfer, ERROR, f"{transfer.path}: {_os_reason(err)}")
+        if self._on_done is not None:
+            self._on_done(result)
         if self._progress is not None:
             self._progress.file_done(result)
         return result
 
     # -- one file ------------------------------------------------------------------------------
     def _fetch(self, transfer):
+        path = Path(transfer.path)
+        claim = _Claim(path, self._sleep)
+        try:
+            return self._with_retries(transfer, lambda: self._attempt(transfer, path, claim))
+        finally:
+            claim.release(keep=self._stop.is_set())  # an interrupted run keeps what it has begun
+
+    def _with_retries(self, transfer, attempt_once):
         attempts = int(self.settings.retries) + 1
-        attempt = 0
+        attempt = corrupt = 0
         while True:
             try:
-                return self._attempt(transfer)
+                return attempt_once()
             except _Retryable as err:
                 attempt += 1
-                if attempt >= attempts:
-                    raise TransferError(f"{err} (gave up after {attempts} attempts)",
+                corrupt += isinstance(err, _Corrupt)
+                if attempt >= attempts or corrupt >= _CORRUPT_ATTEMPTS:
+                    raise TransferError(f"{err} (gave up after {attempt} attempts)",
                                         url=transfer.url, status=err.status) from err
                 self._sleep(self._delay(attempt - 1, err.wait))
 
@@ -204,13 +256,19 @@ class Downloader:
         if self._stop.wait(seconds):
             raise _Stopped()
 
-    def _attempt(self, transfer):
-        path = Path(transfer.path)
-        if self.settings.cache and path.is_file() and not self._is_stale(transfer, path):
-            skipped = self._check_cached(transfer, path)
-            if skipped is not None:
-                return skipped
-        return self._get(transfer, path)
+    def _attempt(self, transfer, path, claim):
+        refetch = transfer.refetch
+        while True:
+            before = _signature(path)
+            if (self.settings.cache and not refetch and before is not None
+                    and not self._is_stale(transfer, path)):
+                skipped = self._check_cached(transfer, path)
+                if skipped is not None:
+                    return skipped
+            if claim.acquire() and _signature(path) != before:
+                refetch = False  # another run rewrote the file while we waited for its lock: look again
+                continue
+            return self._get(transfer, path, claim.fd)
 
     @staticmethod
     def _is_stale(transfer, path):
@@ -218,6 +276,8 @@ class Downloader:
         return limit is not None and path.stat().st_mtime < limit
 
     def _check_cached(self, transfer, path):
+        if self._check is not None and self._check(path) is not None:
+            return None  # corrupt on disk: fetch it again
         with self._request("HEAD", transfer.url) as response:
             if response.status_code in (405, 501):
                 return None  # no HEAD here: let the GET decide
@@ -229,44 +289,53 @@ class Downloader:
                                   response.status_code)
         return None
 
-    def _get(self, transfer, path):
-        part = part_path(path)
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise TransferError(f"cannot create {path.parent}: {err.strerror or err}", url=transfer.url) from err
-        offset = part.stat().st_size if part.is_file() else 0
-        headers = {"Range": f"bytes={offset}-"} if offset else {}
-        with self._request("GET", transfer.url, headers) as response:
+    def _get(self, transfer, path, fd):
+        url = transfer.url
+        offset = os.fstat(fd).st_size
+        saved = _read_meta(path) if offset else None
+        with self._request("GET", url, _resume_headers(offset, saved)) as response:
             if response.status_code == 416 and offset:
-                _remove(part)  # our partial is not a prefix of the server's file: start over
-                raise _Retryable("server refused to resume; restarting", url=transfer.url, wait=0)
+                _truncate(fd)  # our partial is not a prefix of the server's file: start over
+                raise _Retryable("server refused to resume; restarting", url=url, wait=0)
             _raise_for_status(response)
             offset, total = _resume_point(response, offset)
-            received = self._stream(response, path, offset, transfer.url)
+            found = _validators(response, total)
+            if offset and saved is not None and _changed(saved, found):
+                _truncate(fd)  # a server ignoring If-Range sent the rest of another version
+                raise _Retryable("the file changed on the server since the partial began; restarting",
+                                 url=url, wait=0)
+            if found != saved:
+                _write_meta(path, found, url)
+            digest = _Digest.of(response, fd, offset)
+            received = self._stream(response, fd, offset, digest, path, url)
         size = offset + received
         if total is not None and size != total:
-            raise _Retryable(f"short body: got {size} of {total} bytes", url=transfer.url)
+            raise _Retryable(f"short body: got {size} of {total} bytes", url=url)
+        self._verify(fd, path, digest, url)
         try:
-            os.replace(part, path)
+            os.fsync(fd)  # the bytes reach the disk before the name does
+            os.replace(part_path(path), path)
         except OSError as err:
-            raise TransferError(f"cannot write {path}: {err.strerror or err}", url=transfer.url) from err
+            _truncate(fd)
+            raise TransferError(f"cannot write {path}: {_os_reason(err)}", url=url) from err
+        _remove(meta_path(path))
         return TransferResult(transfer, COMPLETE, None, received, size, response.status_code)
 
-    def _stream(self, response, path, offset, url):
-        """Append the body to the partial file of ``path`` from ``offset``; return the bytes received."""
-        part = part_path(path)
+    def _stream(self, response, fd, offset, digest, path, url):
+        """Write the body into the locked partial ``fd`` from ``offset``; return the bytes received."""
         if self._progress is not None and response.headers.get("Content-Length"):
             self._progress.add_total(int(response.headers["Content-Length"]))
         received = 0
         try:
-            with open(part, "r+b" if offset else "wb") as out:
+            with open(fd, "r+b", closefd=False) as out:
                 out.seek(offset)
                 out.truncate()
                 for chunk in response.iter_content(chunk_size=self.settings.chunk_size):
                     if self._stop.is_set():
                         raise _Stopped()
                     out.write(chunk)
+                    if digest is not None:
+                        digest.update(chunk)
                     received += len(chunk)
                     if self._progress is not None:
                         self._progress.add_bytes(len(chunk))
@@ -276,10 +345,20 @@ class Downloader:
             raise _Retryable(f"connection broken after {offset + received} bytes: {_reason(err)}",
                              url=url) from err
         except OSError as err:
-            _remove(part)  # a write error (disk full, permissions): free the space, fail this file
-            raise TransferError(f"cannot write {path}: {err.strerror or err}", url=url) from err
+            _truncate(fd)  # a write error (disk full, file too large): free the space, fail this file
+            raise TransferError(f"cannot write {path}: {_os_reason(err)}", url=url) from err
         return received
 
+    def _verify(self, fd, path, digest, url):
+        """Raise `_Corrupt` (after emptying the partial) if the whole body fails a content check."""
+        if digest is not None and not digest.matches():
+            problem = (f"checksum mismatch: X-Checksum-Sha256 is {digest.expected}, "
+                       f"the bytes received hash to {digest.hexdigest()}")
+        else:
+            problem = self._check(part_path(path)) if self._check is not None else None
+        if problem:
+            _truncate(fd)
+            raise _Corrupt(problem, url=url)
     # -- HTTP ----------------------------------------------------------------------------------
     def _session(self):
         session = getattr(self._local, "session", None)
@@ -347,6 +426,104 @@ class _Tracked:
         return False
 
 
+class _Claim:
+    """This process's exclusive right to write one file's partial: ``flock`` on the partial itself.
+
+    Locking the partial rather than a separate lock file leaves nothing behind, and the kernel
+    drops the lock when its process dies, so a run killed with SIGKILL never blocks the next.
+    Whoever renames or removes a partial does so while holding its lock; a waiter that then gets
+    the lock on the old inode notices, and opens whatever now sits at the partial's path.
+    """
+
+    def __init__(self, path, sleep):
+        self.path = Path(path)
+        self.part = part_path(path)
+        self.fd = None
+        self._sleep = sleep
+
+    def acquire(self):
+        """Open and lock the partial, waiting while another run holds it; True if newly acquired."""
+        if self.fd is not None:
+            return False
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as err:
+            raise TransferError(f"cannot create {self.path.parent}: {_os_reason(err)}") from err
+        while self.fd is None:
+            try:
+                fd = os.open(self.part, os.O_RDWR | os.O_CREAT, 0o666)
+            except OSError as err:
+                raise TransferError(f"cannot write {self.path}: {_os_reason(err)}") from err
+            try:
+                self._lock(fd)
+            except BaseException:
+                os.close(fd)
+                raise
+            if _same_file(fd, self.part):
+                self.fd = fd
+            else:
+                os.close(fd)
+        return True
+
+    def _lock(self, fd):
+        # Polled rather than blocking, so Ctrl-C (which sets the engine's stop event) stays prompt.
+        while fcntl is not None:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                return
+            except BlockingIOError:
+                self._sleep(_LOCK_POLL)
+
+    def release(self, keep=False):
+        """Unlock; unless ``keep``, an empty partial (nothing to resume) is removed first, with its validators."""
+        fd, self.fd = self.fd, None
+        if fd is None:
+            return
+        try:
+            if not keep and _same_file(fd, self.part) and os.fstat(fd).st_size == 0:
+                _remove(self.part)
+                _remove(meta_path(self.path))
+        finally:
+            os.close(fd)
+
+
+class _Digest:
+    """SHA-256 of a whole file, fed with the partial already on disk, then with the body."""
+
+    def __init__(self, expected):
+        self.expected = expected.strip()
+        self._sha = hashlib.sha256()
+
+    @classmethod
+    def of(cls, response, fd, offset):
+        """The digest to check if the response carries ``X-Checksum-Sha256``, else None."""
+        expected = response.headers.get("X-Checksum-Sha256")
+        if not expected:
+            return None
+        digest = cls(expected)
+        with open(fd, "rb", closefd=False) as existing:
+            existing.seek(0)
+            remaining = offset
+            while remaining > 0:
+                block = existing.read(min(remaining, 1 << 20))
+                if not block:
+                    break
+                digest.update(block)
+                remaining -= len(block)
+        return digest
+
+    def update(self, data):
+        self._sha.update(data)
+
+    def hexdigest(self):
+        return self._sha.hexdigest()
+
+    def matches(self):
+        # Hex is what MAST-like servers send; base64 is the other common spelling of a digest.
+        raw = self._sha.digest()
+        return self.expected.lower() == raw.hex() or self.expected == base64.b64encode(raw).decode()
+
+
 def _raise_for_status(response):
     status = response.status_code
     if status < 400:
@@ -393,3 +570,70 @@ def _remove(path):
         os.remove(path)
     except FileNotFoundError:
         pass
+
+
+def _os_reason(err):
+    return err.strerror or str(err)
+
+
+def _truncate(fd):
+    try:
+        os.ftruncate(fd, 0)
+    except OSError:
+        pass  # the partial is then resumed or restarted by the next attempt; nothing more to do
+
+
+def _signature(path):
+    """Identity and state of a regular file (inode, size, mtime), or None if there is none."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_size, st.st_mtime_ns) if stat.S_ISREG(st.st_mode) else None
+
+
+def _same_file(fd, path):
+    try:
+        on_path = os.stat(path)
+    except OSError:
+        return False
+    held = os.fstat(fd)
+    return (on_path.st_dev, on_path.st_ino) == (held.st_dev, held.st_ino)
+
+
+def _validators(response, total):
+    """What identifies the version of the file being received."""
+    return {"etag": response.headers.get("ETag"), "last_modified": response.headers.get("Last-Modified"),
+            "total": total}
+
+
+def _changed(saved, found):
+    return any(saved.get(key) is not None and found.get(key) is not None and saved[key] != found[key]
+               for key in ("etag", "last_modified", "total"))
+
+
+def _resume_headers(offset, saved):
+    if not offset:
+        return {}
+    headers = {"Range": f"bytes={offset}-"}
+    etag = (saved or {}).get("etag")
+    # If-Range makes a server that sees another version answer 200 with the whole new file.
+    validator = etag if etag and not etag.startswith("W/") else (saved or {}).get("last_modified")
+    if validator:
+        headers["If-Range"] = validator
+    return headers
+
+
+def _read_meta(path):
+    try:
+        saved = json.loads(meta_path(path).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None  # no (readable) validators: the partial is resumed on length alone
+    return saved if isinstance(saved, dict) else None
+
+
+def _write_meta(path, found, url):
+    try:
+        meta_path(path).write_text(json.dumps(found), encoding="utf-8")
+    except OSError as err:
+        raise TransferError(f"cannot write {path}: {_os_reason(err)}", url=url) from err

@@ -2,7 +2,11 @@
 
 It speaks the two MAST download URL shapes and ``/whoami``, serves
 deterministic content (see `~astroquery_mastbulk.testing.content`), honours
-``Range``, and can inject faults file by file.  Standard library only.
+``Range``, and can inject faults file by file.  It also answers the product-list
+queries astroquery sends (``Observations.get_product_list`` through the Mashup
+``/api/v0/invoke`` and ``columnsconfig``; ``MastMissions.get_product_list``
+through ``post_list_products``) with the deterministic lists of
+`~astroquery_mastbulk.testing.catalog`.  Standard library only.
 """
 
 import collections
@@ -17,9 +21,11 @@ import threading
 import time
 import urllib.parse
 
+from .catalog import CAOM_PRODUCT_FIELDS as _CAOM_FIELDS
+from .catalog import caom_columns_config, caom_products, mission_products
 from .content import file_sha256, file_size, iter_file_bytes
 
-__all__ = ["MastServer", "FileSpec", "Fault", "RequestRecord", "FAULT_KINDS"]
+__all__ = ["MastServer", "FileSpec", "Fault", "RequestRecord", "FAULT_KINDS", "API_ENDPOINTS"]
 
 #: Fault kinds accepted by `MastServer.add_fault`.
 FAULT_KINDS = frozenset(
@@ -27,12 +33,19 @@ FAULT_KINDS = frozenset(
 # Only faults that replace the whole answer make sense for HEAD; the others act
 # on the body, so a HEAD must not use them up.
 _HEAD_FAULTS = frozenset({"status", "429", "redirect"})
+#: Query endpoints (POST); faults for them are queued under these names.
+API_ENDPOINTS = ("invoke", "columnsconfig", "post_list_products")
+_API_FAULTS = frozenset({"status", "429", "slow"})
 
 _DEFAULT_LAST_MODIFIED = 1767225600.0  # 2026-01-01T00:00:00Z
 _DISCONNECT_ERRORS = (BrokenPipeError, ConnectionResetError, ConnectionAbortedError,
                       socket.timeout)
 _PORTAL_RE = re.compile(r"^/search/([a-z0-9_\-]+)/api/v0\.1/retrieve_product/?$")
 _DOWNLOAD_PATH = "/api/v0.1/Download/file"
+_INVOKE_PATH = "/api/v0/invoke"
+_COLUMNS_CONFIG_PATH = "/portal/Mashup/Mashup.asmx/columnsconfig"
+_LIST_PRODUCTS_RE = re.compile(r"^/search/([a-z0-9_\-]+)/api/v0\.1/post_list_products/?$")
+_MAX_BODY = 1 << 20
 _RANGE_RE = re.compile(r"^\s*bytes\s*=\s*(\d*)\s*-\s*(\d*)\s*$", re.IGNORECASE)
 _CHUNK = 1 << 20
 
@@ -96,6 +109,11 @@ class RequestRecord:
         Value of the ``X-Mastbulk-Pid`` request header.
     started, finished : float
         `time.monotonic` when the request was parsed and when the answer ended.
+    endpoint : str or None
+        ``"file"``, ``"whoami"``, one of `API_ENDPOINTS`, or None (unknown path).
+    body : object
+        For query endpoints, the decoded request: the Mashup request (dict), the
+        ``colConfigId``, or the JSON body of ``post_list_products``.
     """
 
     method: str
@@ -110,6 +128,8 @@ class RequestRecord:
     pid: "str | None" = None
     started: float = 0.0
     finished: float = 0.0
+    endpoint: "str | None" = None
+    body: object = None
 
 
 def _as_timestamp(value):
@@ -219,6 +239,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def do_HEAD(self):
         self._dispatch("HEAD")
 
+    def do_POST(self):
+        self._dispatch("POST")
+
     # -- plumbing -------------------------------------------------------------
 
     def _dispatch(self, method):
@@ -250,7 +273,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def _route(self, owner):
         rec = self._record
         if rec.path == "/whoami":
+            rec.endpoint = "whoami"
             return self._whoami(owner)
+        if self.command == "POST":
+            return self._route_query(owner)
         if _PORTAL_RE.match(rec.path):
             name = rec.query.get("product_name", "")
         elif rec.path.rstrip("/") == _DOWNLOAD_PATH:
@@ -262,10 +288,47 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._simple(404, {"error": "not found"})
         if not name:
             return self._simple(400, {"error": "no product name"})
-        rec.name = name
+        rec.name, rec.endpoint = name, "file"
         self._counted = True
         owner._begin_file()
         self._serve_file(owner, name)
+
+    # -- product-list queries (POST) --------------------------------------------
+
+    def _route_query(self, owner):
+        rec, path = self._record, self._record.path.rstrip("/")
+        mission = _LIST_PRODUCTS_RE.match(rec.path)
+        rec.endpoint = ("invoke" if path == _INVOKE_PATH else "columnsconfig" if path == _COLUMNS_CONFIG_PATH
+                        else "post_list_products" if mission else None)
+        if rec.endpoint is None:
+            return self._simple(404, {"error": "not found"})
+        length = self.headers.get("Content-Length") or "0"
+        if not length.isdigit() or int(length) > _MAX_BODY:
+            self.close_connection = True  # the body is left unread
+            return self._simple(413 if length.isdigit() else 400, {"error": "bad request length"})
+        raw = self.rfile.read(int(length)).decode("utf-8", "replace")
+        fault = owner._take_fault(rec.endpoint, "POST")
+        if fault and fault.kind == "status":
+            status = int(fault.params.get("status", 500))
+            return self._simple(status, f"injected {status}\n".encode())
+        if fault and fault.kind == "429":
+            retry = str(fault.params.get("retry_after", 1))
+            return self._simple(429, b"too many requests\n", [("Retry-After", retry)])
+        if fault and fault.kind == "slow":
+            time.sleep(float(fault.params.get("delay", 1.0)))
+        form = dict(urllib.parse.parse_qsl(raw, keep_blank_values=True))
+        if rec.endpoint == "columnsconfig":
+            rec.body = form.get("colConfigId", "")
+            return self._simple(200, caom_columns_config(rec.body))
+        try:
+            rec.body = json.loads(form["request"] if rec.endpoint == "invoke" else raw)
+            if rec.endpoint == "invoke":
+                answer = _mashup_answer(rec.body, owner.size_of)
+            else:
+                answer = _list_products_answer(mission.group(1), rec.body, owner.size_of)
+        except (KeyError, ValueError, TypeError):
+            return self._simple(400, {"error": "malformed request"})
+        return self._simple(200, answer)
 
     def _simple(self, status, body, headers=()):
         """Send a small complete answer; JSON if ``body`` is not bytes."""
@@ -393,6 +456,35 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             except _DISCONNECT_ERRORS:
                 rec.bytes_sent -= len(piece)
                 raise
+
+
+def _mashup_answer(request, size_of):
+    """A Mashup ``json`` answer to ``request`` (a dict), one page of it as astroquery pages."""
+    if not isinstance(request, dict) or request.get("service") != "Mast.Caom.Products":
+        return {"status": "ERROR", "msg": f"unsupported service {request.get('service')!r}"
+                if isinstance(request, dict) else "request must be a JSON object"}
+    params = request.get("params") or {}
+    obsids = [part.strip() for part in str(params.get("obsid", "")).split(",") if part.strip()]
+    if not obsids:
+        return {"status": "ERROR", "msg": "obsid is required"}
+    rows = [row for obsid in obsids for row in caom_products(obsid, size_of)]
+    pagesize = max(1, int(request.get("pagesize") or 50000))
+    page = max(1, int(request.get("page") or 1))
+    shown = rows[(page - 1) * pagesize:page * pagesize]
+    return {"status": "COMPLETE", "msg": "", "data": shown,
+            "fields": [{"name": "_selected_", "type": "boolean"}]
+            + [{"name": name, "type": kind} for name, kind in _CAOM_FIELDS],
+            "paging": {"page": page, "pageSize": pagesize, "pagesFiltered": -(-len(rows) // pagesize),
+                       "rows": len(shown), "rowsFiltered": len(rows), "rowsTotal": len(rows)}}
+
+
+def _list_products_answer(mission, body, size_of):
+    """A ``post_list_products`` answer: every product of every dataset in ``body["dataset_ids"]``."""
+    ids = body.get("dataset_ids") if isinstance(body, dict) else None
+    if isinstance(ids, str):
+        ids = [ids]
+    return {"products": [row for dataset in ids or ()
+                         for row in mission_products(mission, str(dataset), size_of)]}
 
 
 class MastServer:
@@ -541,7 +633,8 @@ class MastServer:
         Parameters
         ----------
         name : str
-            File name.
+            File name, or one of `API_ENDPOINTS` for the product-list queries
+            (which take only ``status``, ``429`` and ``slow``).
         kind : str
             One of `FAULT_KINDS`: ``status``, ``429``, ``cut``, ``short``,
             ``slow``, ``ignore_range``, ``redirect``, ``change``.
@@ -554,6 +647,8 @@ class MastServer:
         kind = str(kind)
         if kind not in FAULT_KINDS:
             raise ValueError(f"unknown fault kind {kind!r}; expected one of {sorted(FAULT_KINDS)}")
+        if name in API_ENDPOINTS and kind not in _API_FAULTS:
+            raise ValueError(f"{name} takes only {sorted(_API_FAULTS)} faults, not {kind!r}")
         with self._lock:
             self._faults[name].extend(Fault(kind, dict(params)) for _ in range(count))
 
@@ -578,12 +673,13 @@ class MastServer:
         """Return the ``ETag`` header value currently served for ``name``."""
         return _etag(name, self._spec(name))
 
-    def requests(self, name=None, method=None):
-        """Return logged requests, optionally only for one file and/or method."""
+    def requests(self, name=None, method=None, endpoint=None):
+        """Return logged requests, optionally only for one file, method and/or endpoint."""
         with self._lock:
             records = list(self.log)
         return [r for r in records
-                if (name is None or r.name == name) and (method is None or r.method == method)]
+                if (name is None or r.name == name) and (method is None or r.method == method)
+                and (endpoint is None or r.endpoint == endpoint)]
 
     def connections(self):
         """Return the set of client ports seen, one per TCP connection."""
@@ -596,6 +692,10 @@ class MastServer:
             return self._max_active
 
     # -- used by the handler --------------------------------------------------
+
+    def size_of(self, name):
+        """Return the size currently served for ``name``."""
+        return self._spec(name).size
 
     def _default_size(self, name):
         return self.default_size if self.default_size is not None else file_size(name)

@@ -1,0 +1,233 @@
+"""The download ledger: what a download folder already holds, so a re-run asks the server nothing.
+
+One SQLite file (standard library ``sqlite3``) in a hidden ``.mastbulk/`` folder directly inside
+the download folder records, per completed file, its URL, path (relative to the folder), size,
+modification time, event ID, archive date and when it was fetched. A file whose size and
+modification time still match its entry is complete without a request; one deleted, truncated or
+modified since is fetched again.
+
+The ledger is an optimisation, never the truth: a missing, unreadable or corrupt ledger is
+recreated (or, if it cannot be, ignored) and costs requests, not correctness. It never fails a
+download. WAL journaling with a busy timeout lets two runs into one folder share it.
+"""
+
+import os
+import sqlite3
+import threading
+from dataclasses import astuple, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .logger import log
+from .transfer import COMPLETE, SKIPPED, TransferResult
+
+__all__ = ["LEDGER_DIR", "LEDGER_NAME", "Entry", "Ledger"]
+
+#: The hidden folder, directly inside the download folder, that holds the ledger.
+LEDGER_DIR = ".mastbulk"
+LEDGER_NAME = "ledger.sqlite"
+
+_SCHEMA = """CREATE TABLE IF NOT EXISTS files (
+    path TEXT PRIMARY KEY, url TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
+    event_id TEXT, archived_date TEXT, fetched_at TEXT NOT NULL)"""
+_COLUMNS = "path, url, size, mtime_ns, event_id, archived_date, fetched_at"
+_BUSY_TIMEOUT = 30.0
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One completed file as the ledger knows it (dates are ISO 8601 text, UTC)."""
+
+    path: str
+    url: str
+    size: int
+    mtime_ns: int
+    event_id: str = None
+    archived_date: str = None
+    fetched_at: str = None
+
+    def fetched_before(self, posix_time):
+        """Whether this file was fetched before ``posix_time`` (True if the entry cannot tell)."""
+        try:
+            return datetime.fromisoformat(self.fetched_at).timestamp() < posix_time
+        except (TypeError, ValueError):
+            return True
+
+
+class Ledger:
+    """The ledger of one download folder; thread-safe, and never raises on ledger trouble.
+
+    Parameters
+    ----------
+    folder : str or os.PathLike
+        The download folder; the ledger is ``folder/.mastbulk/ledger.sqlite``, created when the
+        first file is recorded.
+    """
+
+    def __init__(self, folder):
+        self.folder = Path(folder)
+        self.file = self.folder / LEDGER_DIR / LEDGER_NAME
+        self._lock = threading.Lock()
+        self._db = None
+        self._disabled = False
+        self._entries = None
+
+    def __repr__(self):
+        return f"<Ledger {self.file}>"
+
+    def entries(self):
+        """Every recorded file, by relative path (read once, then cached); empty if there is no ledger."""
+        if self._entries is None:
+            rows = self._run(self._select_all, create=False) or []
+            self._entries = {row[0]: Entry(*row) for row in rows}
+        return self._entries
+
+    def known_complete(self, transfer):
+        """A SKIPPED result if ``transfer``'s file is complete and untouched since it was recorded.
+
+        Untouched means the same URL, size and modification time (nanoseconds) as recorded. A
+        transfer marked ``replace_if_older_than`` (a reprocessed file) is not known complete if the
+        file was fetched, or last modified, before that time.
+
+        Returns
+        -------
+        `~astroquery_mastbulk.transfer.TransferResult` or None
+        """
+        entry = self.entries().get(self._relative(transfer.path))
+        if entry is None or entry.url != transfer.url:
+            return None
+        try:
+            st = os.stat(transfer.path)
+        except OSError:
+            return None
+        if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
+            return None
+        limit = transfer.replace_if_older_than
+        if limit is not None and (st.st_mtime < limit or entry.fetched_before(limit)):
+            return None
+        return TransferResult(transfer, SKIPPED, f"already on disk, unchanged since fetched {entry.fetched_at}",
+                              0, entry.size)
+
+    def modified_since_recorded(self, transfer):
+        """Whether ``transfer``'s file was recorded complete and has changed (size or mtime) since.
+
+        Such a file is fetched again even if its size still matches the server's.
+        """
+        entry = self.entries().get(self._relative(transfer.path))
+        if entry is None or entry.url != transfer.url:
+            return False
+        try:
+            st = os.stat(transfer.path)
+        except OSError:
+            return False  # gone: the engine fetches it anyway
+        return (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns)
+
+    def record(self, result, *, event_id=None, archived_date=None):
+        """Remember a COMPLETE or SKIPPED file as it now is on disk; other results are ignored.
+
+        Parameters
+        ----------
+        result : `~astroquery_mastbulk.transfer.TransferResult`
+        event_id : str, optional
+            The notification event that asked for the file.
+        archived_date : datetime.datetime, optional
+            When the archive (re)processed it.
+        """
+        path = self._relative(result.transfer.path)
+        if result.status not in (COMPLETE, SKIPPED) or path is None:
+            return
+        try:
+            st = os.stat(result.transfer.path)
+        except OSError:
+            return
+        entry = Entry(path, result.transfer.url, st.st_size, st.st_mtime_ns, event_id,
+                      archived_date.isoformat() if archived_date else None,
+                      self._fetched_at(result, path, st))
+        self._run(lambda db: db.execute(f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                                        astuple(entry)), create=True)
+
+    def close(self):
+        """Close the database (a later call reopens it)."""
+        with self._lock:
+            db, self._db = self._db, None
+        if db is not None:
+            db.close()
+
+    # -- internals -----------------------------------------------------------------------------
+    def _fetched_at(self, result, path, st):
+        if result.status == COMPLETE:
+            return datetime.now(timezone.utc).isoformat()
+        known = self.entries().get(path)
+        if known is not None and (known.size, known.mtime_ns) == (st.st_size, st.st_mtime_ns):
+            return known.fetched_at  # skipped: still the bytes fetched then
+        return datetime.fromtimestamp(st.st_mtime, timezone.utc).isoformat()  # best estimate
+
+    def _relative(self, path):
+        """``path`` relative to the download folder, with ``/`` separators; None if outside it."""
+        try:
+            relative = os.path.relpath(os.path.abspath(path), os.path.abspath(self.folder))
+        except ValueError:  # another drive (Windows)
+            return None
+        if relative == os.pardir or relative.startswith(os.pardir + os.sep):
+            return None
+        return Path(relative).as_posix()
+
+    @staticmethod
+    def _select_all(db):
+        return db.execute(f"SELECT {_COLUMNS} FROM files").fetchall()
+
+    def _run(self, action, *, create):
+        """``action(db)`` under the lock; a corrupt ledger is recreated once, other trouble disables it."""
+        with self._lock:
+            for attempt in (1, 2):
+                if self._disabled:
+                    return None
+                try:
+                    if self._db is None:
+                        self._db = self._connect(create)
+                    return action(self._db) if self._db is not None else None
+                except sqlite3.OperationalError as err:  # locked too long, read-only, disk full
+                    self._give_up(err)
+                except sqlite3.DatabaseError as err:  # not a database, malformed: start afresh
+                    if attempt == 2:
+                        self._give_up(err)
+                    else:
+                        log.warning("download ledger %s is unreadable (%s): recreating it", self.file, err)
+                        self._discard()
+                except OSError as err:
+                    self._give_up(err)
+            return None
+
+    def _connect(self, create):
+        if not create and not self.file.exists():
+            return None
+        self.file.parent.mkdir(parents=True, exist_ok=True)
+        # Autocommit: every record is its own short transaction, so a killed run loses nothing.
+        db = sqlite3.connect(str(self.file), timeout=_BUSY_TIMEOUT, isolation_level=None,
+                             check_same_thread=False)
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=NORMAL")  # with WAL: durable enough, no fsync per record
+            db.execute(_SCHEMA)
+        except BaseException:
+            db.close()
+            raise
+        return db
+
+    def _discard(self):
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+        for suffix in ("", "-wal", "-shm", "-journal"):
+            try:
+                os.remove(f"{self.file}{suffix}")
+            except OSError:
+                pass
+
+    def _give_up(self, err):
+        log.warning("download ledger %s not used in this run (%s): complete files are checked with the "
+                    "server instead", self.file, err)
+        self._disabled = True
+        if self._db is not None:
+            self._db.close()
+            self._db = None
