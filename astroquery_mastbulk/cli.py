@@ -17,6 +17,9 @@ _DOWNLOAD_EXAMPLES = """examples:
   mastbulk download event_metadata_jwst-program-5105_hourly_20260422_143523.json
   mastbulk download *.json --dir /data/jwst --workers 16 --manifest /data/jwst/last-run.ecsv
   mastbulk download event.json --event-type Reprocessed --extension _cal.fits --dry-run
+
+exit status: 0 every file COMPLETE or SKIPPED, 1 some file ERROR, 2 bad input or usage,
+130 interrupted (partial files are kept; run the same command again to resume them)
 """
 _SCRIPT_EXAMPLES = """examples:
   mastbulk script event.json -o get.sh && bash get.sh
@@ -77,8 +80,10 @@ def build_parser():
     download.add_argument("--no-cache", action="store_true", help="download again files already on disk")
     download.add_argument("--verify", action="store_true",
                           help="check FITS CHECKSUM/DATASUM keywords before keeping each file")
-    download.add_argument("--dry-run", action="store_true", help="show what would be downloaded; fetch nothing")
-    download.add_argument("--manifest", metavar="PATH", help="write the status table (ECSV, or HTML by suffix)")
+    download.add_argument("--dry-run", action="store_true",
+                          help="show what would be downloaded; fetch nothing")
+    download.add_argument("--manifest", metavar="PATH",
+                          help="write the status table (ECSV, or HTML by suffix)")
     download.add_argument("--quiet", action="store_true", help="print errors only")
 
     script = _add(sub, "script", "write a bash + curl script that downloads the products", _SCRIPT_EXAMPLES)

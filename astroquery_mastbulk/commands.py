@@ -82,7 +82,8 @@ def download(args):
     if not rows:
         # Not an error: an hourly notification may hold none of the types a cron job asks for.
         if not args.quiet:
-            print("mastbulk: nothing to download: no product matches --event-type/--extension", file=sys.stderr)
+            print("mastbulk: nothing to download: no product matches --event-type/--extension",
+                  file=sys.stderr)
         return 0
     jobs = _plan(rows, args)
     if args.dry_run:
@@ -136,7 +137,8 @@ def _report(results, args):
     if args.quiet:
         for result in results:
             if result.status == "ERROR":
-                print(f"ERROR {result.job.path or result.job.row.filename}: {result.message}", file=sys.stderr)
+                where = result.job.path or result.job.row.filename
+                print(f"ERROR {where}: {result.message}", file=sys.stderr)
         return
     counts = {status: sum(r.status == status for r in results) for status in ("COMPLETE", "SKIPPED", "ERROR")}
     line = ", ".join(f"{n} {status.lower()}" for status, n in counts.items())
@@ -169,7 +171,8 @@ def summary(args):
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    source = args.notifications[0] if len(args.notifications) == 1 else f"{len(args.notifications)} notifications"
+    count = len(args.notifications)
+    source = args.notifications[0] if count == 1 else f"{count} notifications"
     total = f" ({_size_text(info['bytes'])})" if info["bytes"] is not None else ""
     print(f"{source}: {info['products']} products{total}")
     for key, title in (("by_event_type", "event type"), ("by_mission", "mission"), ("by_program", "program")):

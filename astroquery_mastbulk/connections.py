@@ -15,8 +15,13 @@ __all__ = ["PortalConnection", "ServiceConnection"]
 class PortalConnection(PortalAPI):
     """The Mashup (Discovery Portal) API connection used by ``Observations`` queries."""
 
-    # Column configurations differ between servers: do not share astroquery's class-wide cache.
-    _column_configs = {}
+    _configs_by_server = {}
+
+    @property
+    def _column_configs(self):
+        # astroquery caches each service's column configuration class-wide; they can differ
+        # between servers, so the cache is kept per server (and shared by our connections).
+        return self._configs_by_server.setdefault(mast_conf.server, {})
 
     MAST_REQUEST_URL = property(lambda self: mast_conf.server + "/api/v0/invoke")
     COLUMNS_CONFIG_URL = property(lambda self: mast_conf.server + "/portal/Mashup/Mashup.asmx/columnsconfig")

@@ -32,7 +32,7 @@ __all__ = ["run_transfers", "transfer_task"]
 _POLL = 0.25
 
 
-def transfer_task(transfer, settings, authorize=None):
+def transfer_task(transfer, settings, authorize=None, check=None):
     """Fetch one transfer in this process: the task each executor worker runs.
 
     Parameters
@@ -40,14 +40,14 @@ def transfer_task(transfer, settings, authorize=None):
     transfer : `~astroquery_mastbulk.transfer.Transfer`
         With an absolute path.
     settings : `~astroquery_mastbulk.transfer.EngineSettings`
-    authorize : callable, optional
-        Headers per URL, as for the `~astroquery_mastbulk.transfer.Downloader`.
+    authorize, check : callable, optional
+        As for the `~astroquery_mastbulk.transfer.Downloader`.
 
     Returns
     -------
     `~astroquery_mastbulk.transfer.TransferResult`
     """
-    result, = Downloader(settings, authorize=authorize).download([transfer])
+    result, = Downloader(settings, authorize=authorize, check=check).download([transfer])
     return result
 
 
@@ -100,7 +100,8 @@ class _Window:
             yield index, future
 
 
-def run_transfers(transfers, executor, *, settings=None, authorize=None, progress=None):
+def run_transfers(transfers, executor, *, settings=None, authorize=None, progress=None, on_done=None,
+                  check=None):
     """Run transfers as tasks on ``executor``; one result per transfer, in input order.
 
     Parameters
@@ -117,6 +118,11 @@ def run_transfers(transfers, executor, *, settings=None, authorize=None, progres
         Headers per URL (a picklable `~astroquery_mastbulk.auth.TokenAuth`).
     progress : object, optional
         Told of each file (and its bytes) as its task ends.
+    on_done : callable, optional
+        ``on_done(result)``, called here, in the caller, as each task's result arrives.
+    check : callable, optional
+        Content check run by each task's engine, as for the
+        `~astroquery_mastbulk.transfer.Downloader` (a module-level function, so that it pickles).
 
     Returns
     -------
@@ -131,13 +137,15 @@ def run_transfers(transfers, executor, *, settings=None, authorize=None, progres
 
     def submit(index):
         task = dataclasses.replace(transfers[index], path=Path(transfers[index].path).absolute())
-        return executor.submit(transfer_task, task, settings, authorize)
+        return executor.submit(transfer_task, task, settings, authorize, check)
 
     try:
         while window.waiting or window.running:
             window.fill(submit)
             for index, future in window.finished():
                 results[index] = _outcome(future, transfers[index])
+                if on_done is not None:
+                    on_done(results[index])
                 _report(progress, results[index])
     except BaseException:
         for future in window.running:

@@ -31,6 +31,7 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS files (
     path TEXT PRIMARY KEY, url TEXT NOT NULL, size INTEGER NOT NULL, mtime_ns INTEGER NOT NULL,
     event_id TEXT, archived_date TEXT, fetched_at TEXT NOT NULL)"""
 _COLUMNS = "path, url, size, mtime_ns, event_id, archived_date, fetched_at"
+_INSERT = f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)"
 _BUSY_TIMEOUT = 30.0
 
 
@@ -105,8 +106,8 @@ class Ledger:
         limit = transfer.replace_if_older_than
         if limit is not None and (st.st_mtime < limit or entry.fetched_before(limit)):
             return None
-        return TransferResult(transfer, SKIPPED, f"already on disk, unchanged since fetched {entry.fetched_at}",
-                              0, entry.size)
+        message = f"already on disk, unchanged since fetched {entry.fetched_at}"
+        return TransferResult(transfer, SKIPPED, message, 0, entry.size)
 
     def modified_since_recorded(self, transfer):
         """Whether ``transfer``'s file was recorded complete and has changed (size or mtime) since.
@@ -143,8 +144,7 @@ class Ledger:
         entry = Entry(path, result.transfer.url, st.st_size, st.st_mtime_ns, event_id,
                       archived_date.isoformat() if archived_date else None,
                       self._fetched_at(result, path, st))
-        self._run(lambda db: db.execute(f"INSERT OR REPLACE INTO files ({_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                                        astuple(entry)), create=True)
+        self._run(lambda db: db.execute(_INSERT, astuple(entry)), create=True)
 
     def close(self):
         """Close the database (a later call reopens it)."""

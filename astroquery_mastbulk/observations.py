@@ -228,7 +228,7 @@ def get_product_list_chunked(observations, *, chunk_size=5, max_workers=4, clien
 
 def download_products(self, products, *, download_dir=None, flat=False, cache=True, curl_flag=False,
                       mrp_only=False, cloud_only=False, verbose=True, max_workers=None, executor=None,
-                      **filters):
+                      verify=False, **filters):
     """Download data products: a product table, or the products of observations (obsids).
 
     astroquery's ``Observations.download_products``, on this package's engine: files download
@@ -260,6 +260,8 @@ def download_products(self, products, *, download_dir=None, flat=False, cache=Tr
     executor : `concurrent.futures.Executor`, optional
         Run each transfer as a task on this executor, such as a Dask cluster's
         ``client.get_executor()``; see `~astroquery_mastbulk.distributed.run_transfers`.
+    verify : bool, optional
+        Check the CHECKSUM/DATASUM keywords of each FITS file before it is renamed into place.
     **filters
         astroquery's product filters: ``extension`` and any product column
         (``productType="SCIENCE"``, ``size=">=1000"``...), as for ``filter_products``.
@@ -283,7 +285,7 @@ def download_products(self, products, *, download_dir=None, flat=False, cache=Tr
         return None
     jobs = plan_product_jobs(products, server=mast_conf.server, download_dir=download_dir, flat=flat)
     return download_jobs(self, jobs, download_dir=download_dir, cache=cache, max_workers=max_workers,
-                         curl_flag=curl_flag, verbose=verbose, executor=executor)
+                         curl_flag=curl_flag, verbose=verbose, executor=executor, verify=verify)
 
 
 class ObservationsClass(_AstroqueryObservations):

@@ -1,5 +1,10 @@
-"""Runs a plan: download jobs → the engine → one result per job, in input order."""
+"""Runs a plan: download jobs → the engine → one result per job, in input order.
 
+Files the download folder's ledger (`~astroquery_mastbulk.ledger`) knows complete and untouched
+never reach the engine; every file the engine completes is recorded there as it ends.
+"""
+
+import os
 from dataclasses import dataclass, replace
 
 from .auth import auth_failure_message
@@ -55,8 +60,7 @@ def run_jobs(jobs, *, settings=None, auth=None, progress=None, executor=None, le
         run completes; with ``settings.cache``, files it knows complete and untouched are
         SKIPPED without a request. Default: no ledger.
     verify : bool, optional
-        Check the CHECKSUM/DATASUM keywords of FITS files before they are renamed into place
-        (engine threads only, not an ``executor``).
+        Check the CHECKSUM/DATASUM keywords of FITS files before they are renamed into place.
 
     Returns
     -------
@@ -93,18 +97,18 @@ def run_jobs(jobs, *, settings=None, auth=None, progress=None, executor=None, le
 def _transfer_all(first, *, settings, auth, progress, executor, ledger, verify):
     """A result per (URL, path): from the ledger if it knows the file complete, else transferred."""
     outcome, todo = _consult(ledger if settings.cache else None, first, progress)
-    record = _recorder(ledger, first)
+    check = None
+    if verify:
+        from .integrity import fits_problem as check
+    options = {"settings": settings, "authorize": auth, "progress": progress,
+               "on_done": _recorder(ledger, first), "check": check}
     if executor is None:
-        check = None
-        if verify:
-            from .integrity import fits_problem as check
-        done = Downloader(settings, authorize=auth, progress=progress, on_done=record, check=check).download(todo)
+        done = Downloader(**options).download(todo)
     else:
         from .distributed import run_transfers
-        done = run_transfers(todo, executor, settings=settings, authorize=auth, progress=progress)
-        for result in done if record is not None else ():
-            record(result)
-    outcome.update(((result.transfer.url, result.transfer.path), result) for result in done)
+        done = run_transfers(todo, executor, **options)
+    # By position: results come back in order, and a task's path may have been made absolute.
+    outcome.update(zip(((transfer.url, transfer.path) for transfer in todo), done))
     return outcome
 
 
@@ -129,9 +133,10 @@ def _recorder(ledger, first):
     """``record(result)`` into the ledger, with the event of the job that asked for the file."""
     if ledger is None:
         return None
+    rows = {(url, os.path.abspath(path)): job.row for (url, path), job in first.items()}
 
     def record(result):
-        row = first[(result.transfer.url, result.transfer.path)].row
+        row = rows.get((result.transfer.url, os.path.abspath(result.transfer.path)))
         ledger.record(result, event_id=getattr(row, "event_id", None),
                       archived_date=getattr(row, "archived_date", None))
     return record

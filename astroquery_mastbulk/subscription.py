@@ -226,7 +226,7 @@ def read_subscription(source, *, flat=False):
     >>> from astroquery_mastbulk import read_subscription
     >>> from astroquery_mastbulk.data import sample_notification
     >>> table = read_subscription(sample_notification())
-    >>> sorted(set(table["event_type"]))
+    >>> sorted(set(table["event_type"].tolist()))
     ['New', 'Public', 'Reprocessed']
     """
     return rows_to_table(load_rows(source, flat=flat))

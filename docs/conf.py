@@ -7,6 +7,7 @@ Every ``>>>`` example runs in the doctest build against the bundled local MAST s
 nothing leaves the machine and nothing touches your own keyring or files.
 """
 
+import doctest as _doctest
 from importlib.metadata import version as _version
 
 # astropy's shared Sphinx settings: numpydoc options, default role, automodapi and theme defaults.
@@ -94,3 +95,7 @@ _os.environ.pop("MAST_API_TOKEN", None)
 if _previous["token"] is not None:
     _os.environ["MAST_API_TOKEN"] = _previous["token"]
 """
+
+# sphinx's defaults, and whitespace-insensitive: astropy pads table columns with trailing blanks.
+doctest_default_flags = (_doctest.ELLIPSIS | _doctest.IGNORE_EXCEPTION_DETAIL
+                         | _doctest.DONT_ACCEPT_TRUE_FOR_1 | _doctest.NORMALIZE_WHITESPACE)

@@ -20,3 +20,14 @@ def assert_file_matches(server, path, name=None):
 def leftovers(folder):
     """Temporary files left anywhere under ``folder``."""
     return sorted(str(p) for p in Path(folder).rglob("*.part"))
+
+
+def most_at_once(records):
+    """The most of these requests the server was answering at one time (from their own records, so
+    requests left over from other tests do not count)."""
+    edges = sorted([(r.started, 1) for r in records] + [(r.finished, -1) for r in records])
+    level = peak = 0
+    for _time, step in edges:
+        level += step
+        peak = max(peak, level)
+    return peak

@@ -35,7 +35,7 @@ def mastbulk(*args, cwd, env=None, timeout=60, stdin=None):
 
 
 def local_path(folder, name):
-    return Path(folder) / "mastDownload" / "jwst" / name[:25] / name  # fileset: the name's first 25 characters
+    return Path(folder) / "mastDownload" / "jwst" / name[:25] / name  # fileset: the first 25 characters
 
 
 def write_notification(path, rows):
@@ -65,7 +65,8 @@ def test_download_completes_then_skips_with_plain_output(server, tmp_path, sampl
     for name in SAMPLE_FILES:
         assert_file_matches(server, local_path(tmp_path / "out", name))
     assert first.stdout.count("COMPLETE") == 3
-    assert sorted(line.split()[1] for line in first.stderr.splitlines() if line.startswith("[")) == ["COMPLETE"] * 3
+    progress = [line.split()[1] for line in first.stderr.splitlines() if line.startswith("[")]
+    assert progress == ["COMPLETE"] * 3
     assert "3 complete, 0 skipped, 0 error" in first.stderr
     for output in (first.stdout, first.stderr):  # not a terminal: no bar, no cursor movement, no colour
         assert "\r" not in output and "\x1b" not in output
@@ -220,6 +221,24 @@ def test_several_notifications_are_deduplicated(server, tmp_path, sample_path):
         assert len(server.requests(name=name, method="GET")) == 1
 
 
+def test_a_later_reprocessed_event_in_another_notification_wins(server, tmp_path):
+    name = "jw05105088001_02201_00001_nrca1_cal.fits"
+    first = write_notification(tmp_path / "first.json", [jwst_row(name, "New")])
+    later = write_notification(tmp_path / "later.json", [
+        jwst_row(name, "Reprocessed", archived_date="2026-06-01T00:00:00")])
+    assert mastbulk("download", first, "--dir", "out", "--server", server.url, cwd=tmp_path).returncode == 0
+    copy = local_path(tmp_path / "out", name)
+    os.utime(copy, (1767225600, 1767225600))  # fetched on 2026-01-01, before the reprocessing
+    server.bump_version(name)  # same size, new bytes
+
+    proc = mastbulk("download", first, later, "--dir", "out", "--server", server.url,
+                    "--manifest", "run.ecsv", cwd=tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    table = Table.read(tmp_path / "run.ecsv")
+    assert (list(table["event_type"]), list(table["Status"])) == (["Reprocessed"], ["COMPLETE"])
+    assert_file_matches(server, copy)
+
+
 def test_event_type_and_extension_select(server, tmp_path, sample_path):
     proc = mastbulk("download", sample_path, "--dir", "out", "--server", server.url, "--event-type",
                     "reprocessed", "--event-type", "Public", "--manifest", "types.ecsv", cwd=tmp_path)
@@ -327,19 +346,19 @@ def test_demo_downloads_the_bundled_notification(tmp_path):
 # -- parsing, without I/O --------------------------------------------------------------------------
 
 def test_parse_args_download_options():
-    args = parse_args(["download", "a.json", "b.json", "--dir", "/data", "--workers", "4", "--event-type", "New",
-                       "--event-type", "Public", "--extension", "_cal.fits", "--flat", "--no-cache",
-                       "--dry-run", "--manifest", "m.html", "--server", "http://127.0.0.1:9", "--quiet",
-                       "--mission", "jwst"])
+    args = parse_args(["download", "a.json", "b.json", "--dir", "/data", "--workers", "4",
+                       "--event-type", "New", "--event-type", "Public", "--extension", "_cal.fits",
+                       "--flat", "--no-cache", "--dry-run", "--manifest", "m.html",
+                       "--server", "http://127.0.0.1:9", "--quiet", "--mission", "jwst", "--verify"])
     assert args.command == "download" and args.notifications == ["a.json", "b.json"]
     assert (args.dir, args.workers, args.event_type, args.extension) == ("/data", 4, ["New", "Public"],
                                                                          ["_cal.fits"])
-    assert args.flat and args.no_cache and args.dry_run and args.quiet
+    assert args.flat and args.no_cache and args.dry_run and args.quiet and args.verify
     assert (args.manifest, args.server, args.mission) == ("m.html", "http://127.0.0.1:9", "jwst")
 
     defaults = parse_args(["download", "a.json"])
     assert (defaults.dir, defaults.workers, defaults.event_type, defaults.manifest) == (".", None, None, None)
-    assert not (defaults.flat or defaults.no_cache or defaults.dry_run or defaults.quiet)
+    assert not (defaults.flat or defaults.no_cache or defaults.dry_run or defaults.quiet or defaults.verify)
     assert parse_args(["summary", "a.json", "--json"]).json
     assert parse_args(["demo"]).dir == "mastbulk-demo"
 

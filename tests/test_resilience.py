@@ -23,7 +23,7 @@ from astroquery_mastbulk.ledger import LEDGER_DIR, Ledger
 from astroquery_mastbulk.testing import file_bytes
 from astroquery_mastbulk.transfer import meta_path, part_path
 
-from helpers import assert_file_matches, expected_bytes
+from helpers import assert_file_matches
 
 MiB = 2**20
 
@@ -179,7 +179,8 @@ def test_sigkill_mid_download_then_rerun_resumes_and_refetches_nothing(server, t
     child = spawn(server, tmp_path, products, conf={"backoff": 60.0, "backoff_max": 60.0})
     partial = part_path(final_path(tmp_path, big))
     try:
-        wait_for(lambda: len(recorded(tmp_path)) == 3 and partial.is_file() and partial.stat().st_size == 2 * MiB)
+        wait_for(lambda: len(recorded(tmp_path)) == 3 and partial.is_file()
+                 and partial.stat().st_size == 2 * MiB)
     finally:
         child.kill()
         child.communicate(timeout=10)
@@ -188,7 +189,8 @@ def test_sigkill_mid_download_then_rerun_resumes_and_refetches_nothing(server, t
     manifest = download(products, tmp_path)
     assert list(manifest["Status"]) == ["SKIPPED"] * 3 + ["COMPLETE"]
     resumed, = since(server, mark)  # nothing at all about the complete files
-    assert (resumed.name, resumed.method, resumed.range, resumed.status) == (big, "GET", f"bytes={2 * MiB}-", 206)
+    assert (resumed.name, resumed.method, resumed.status) == (big, "GET", 206)
+    assert resumed.range == f"bytes={2 * MiB}-"
     assert resumed.headers["if-range"] == server.etag(big) and manifest["bytes"][3] == 4 * MiB
     for local in manifest["Local Path"]:
         assert_file_matches(server, local)
@@ -321,7 +323,7 @@ def test_folder_blocked_by_a_file_is_an_error_for_its_rows_only(server, tmp_path
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0,
-                    reason="root writes into read-only folders; RLIMIT_FSIZE and ENOTDIR tests cover write errors")
+                    reason="root writes into read-only folders (RLIMIT_FSIZE and ENOTDIR tests still run)")
 def test_read_only_folder_is_an_error_for_its_rows_only(server, tmp_path):
     locked = final_path(tmp_path, "x", fileset="locked").parent
     locked.mkdir(parents=True)
@@ -385,7 +387,8 @@ def test_checksum_mismatch_is_retried_then_error(fixed_server, tmp_path):
     fixed_server.files["good_cal.fits"] = (data, hashlib.sha256(data).hexdigest())
     manifest = download([row("bad_cal.fits"), row("good_cal.fits")], tmp_path)
     assert list(manifest["Status"]) == ["ERROR", "COMPLETE"]
-    assert "checksum mismatch" in manifest["Message"][0] and "gave up after 3 attempts" in manifest["Message"][0]
+    assert "checksum mismatch" in manifest["Message"][0]
+    assert "gave up after 3 attempts" in manifest["Message"][0]
     assert fixed_server.hits["bad_cal.fits", "GET"] == 3
     assert not final_path(tmp_path, "bad_cal.fits").exists() and litter(tmp_path) == []
     assert final_path(tmp_path, "good_cal.fits").read_bytes() == data
@@ -408,8 +411,10 @@ def _fits_bytes(tmp_path, corrupt=False, checksum=True):
 def test_fits_checksum_verification(tmp_path):
     assert fits_problem(_fits_bytes(tmp_path)) is None
     problem = fits_problem(_fits_bytes(tmp_path, corrupt=True))
-    assert "Datasum verification failed for HDU ('PRIMARY', 1)" in problem
-    assert fits_problem(_fits_bytes(tmp_path, corrupt=True, checksum=False)) is None  # nothing to check against
+    assert problem == ("FITS CHECKSUM of HDU 0 (PRIMARY) does not match; "
+                       "DATASUM of HDU 0 (PRIMARY) does not match")
+    unsummed = _fits_bytes(tmp_path, corrupt=True, checksum=False)
+    assert fits_problem(unsummed) is None  # no keywords: nothing to check against
     truncated = tmp_path / "short.fits"
     truncated.write_bytes(_fits_bytes(tmp_path).read_bytes()[:4000])
     assert fits_problem(truncated).startswith("FITS file does not verify")
@@ -424,7 +429,7 @@ def test_verify_true_keeps_corrupt_fits_out(fixed_server, tmp_path):
     fixed_server.files.update({"good_cal.fits": (good, None), "bad_cal.fits": (bad, None)})
     products = [row("good_cal.fits"), row("bad_cal.fits")]
     checked = download(products, tmp_path / "checked", verify=True)
-    assert list(checked["Status"]) == ["COMPLETE", "ERROR"] and "Datasum" in checked["Message"][1]
+    assert list(checked["Status"]) == ["COMPLETE", "ERROR"] and "DATASUM of HDU 0" in checked["Message"][1]
     assert not final_path(tmp_path / "checked", "bad_cal.fits").exists()
     assert final_path(tmp_path / "checked", "good_cal.fits").read_bytes() == good
     unchecked = download(products, tmp_path / "unchecked")

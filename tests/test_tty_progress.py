@@ -34,8 +34,8 @@ def tmux(tmp_path):
 
 def capture(tmux):
     # -S -: from the start of the scrollback, where the bar line stays once the table is printed below it.
-    return subprocess.run(tmux + ["capture-pane", "-p", "-S", "-", "-t", "bar"], capture_output=True, text=True,
-                          timeout=30, check=True).stdout
+    return subprocess.run(tmux + ["capture-pane", "-p", "-S", "-", "-t", "bar"], capture_output=True,
+                          text=True, timeout=30, check=True).stdout
 
 
 def test_terminal_download_shows_an_advancing_aggregate_bar(server, tmp_path, tmux):

@@ -1,7 +1,10 @@
 """Deterministic product lists for the test server's query endpoints.
 
-Two lists, in the shapes astroquery parses:
+Three lists, in the shapes astroquery parses:
 
+* ``Observations.query_criteria`` (Mashup service ``Mast.Caom.Filtered``), filtered on
+  ``proposal_id`` (and ``obs_collection``): every program has 12 HST observations, three visits of
+  four exposures, whose obsids are ``2<proposal_id, 5 digits><visit, 2 digits><exposure 1-4>``.
 * ``Observations.get_product_list`` (Mashup service ``Mast.Caom.Products``): a few HST files per
   observation (``obsid``).  Observations whose obsids differ only in the last digit belong to one
   visit and share its combined product (``hst_<visit>_drz.fits``, where the visit's obsid ends in
@@ -13,8 +16,8 @@ Every product's ``size`` is the size the download endpoints serve for its file n
 Standard library only.
 """
 
-__all__ = ["CAOM_PRODUCT_FIELDS", "caom_products", "caom_columns_config", "mission_products",
-           "OBSERVATION_SUFFIXES"]
+__all__ = ["CAOM_PRODUCT_FIELDS", "CAOM_OBSERVATION_FIELDS", "caom_products", "caom_observations",
+           "caom_columns_config", "mission_products", "OBSERVATION_SUFFIXES"]
 
 #: Columns of a ``Mast.Caom.Products`` answer, with their Mashup types, in MAST's order.
 CAOM_PRODUCT_FIELDS = (
@@ -26,6 +29,15 @@ CAOM_PRODUCT_FIELDS = (
     ("productFilename", "string"), ("size", "int"), ("parent_obsid", "string"),
     ("dataRights", "string"), ("calib_level", "int"), ("filters", "string"),
 )
+
+#: Columns of a ``Mast.Caom.Filtered`` answer (a subset of MAST's), with their Mashup types.
+CAOM_OBSERVATION_FIELDS = (
+    ("intentType", "string"), ("obs_collection", "string"), ("instrument_name", "string"),
+    ("filters", "string"), ("target_name", "string"), ("obs_id", "string"), ("dataproduct_type", "string"),
+    ("calib_level", "int"), ("t_exptime", "float"), ("proposal_id", "string"), ("dataRights", "string"),
+    ("obsid", "string"),
+)
+_FILTERABLE = ("proposal_id", "obs_collection")
 
 #: Files of each observation: (suffix, productType, productSubGroupDescription, calib_level,
 #: minimum recommended product).
@@ -81,11 +93,50 @@ def caom_products(obsid, size_of):
     return rows
 
 
+def caom_observations(filters):
+    """The observations a ``Mast.Caom.Filtered`` request selects, as rows of its answer.
+
+    Parameters
+    ----------
+    filters : list of dict
+        The Mashup filter set astroquery builds (``paramName``, ``values``).
+
+    Returns
+    -------
+    list of dict
+
+    Raises
+    ------
+    ValueError
+        For a filter on another column than ``proposal_id`` or ``obs_collection``: the test
+        server would otherwise silently answer with more than was asked.
+    """
+    wanted = {}
+    for entry in filters:
+        name = str(entry.get("paramName", ""))
+        if name not in _FILTERABLE or entry.get("freeText"):
+            raise ValueError(f"the test server filters observations only on {', '.join(_FILTERABLE)} "
+                             f"(exact values), not on {name!r}")
+        wanted[name] = [str(value) for value in entry.get("values", [])]
+    if "proposal_id" not in wanted or "HST" not in wanted.get("obs_collection", ["HST"]):
+        return []
+    return [_observation(program, visit, exposure) for program in wanted["proposal_id"] if program.isdigit()
+            for visit in (1, 2, 3) for exposure in (1, 2, 3, 4)]
+
+
+def _observation(program, visit, exposure):
+    obsid = f"2{int(program):05d}{visit:02d}{exposure}"
+    return {"intentType": "science", "obs_collection": "HST", "instrument_name": "WFC3/IR",
+            "filters": "F160W", "target_name": f"FIELD-{visit}", "obs_id": f"obs{obsid}",
+            "dataproduct_type": "image", "calib_level": 3, "t_exptime": 1202.9, "proposal_id": program,
+            "dataRights": "PUBLIC", "obsid": obsid}
+
+
 def caom_columns_config(service):
     """The ``columnsconfig`` answer for ``service``: column → properties, or {} if unknown."""
-    if service != "Mast.Caom.Products":
-        return {}
-    return {name: {"text": name, "type": kind, "vot.datatype": kind} for name, kind in CAOM_PRODUCT_FIELDS}
+    fields = {"Mast.Caom.Products": CAOM_PRODUCT_FIELDS, "Mast.Caom.Cone": CAOM_OBSERVATION_FIELDS}
+    return {name: {"text": name, "type": kind, "vot.datatype": kind}
+            for name, kind in fields.get(service, ())}
 
 
 def mission_products(mission, dataset, size_of):

@@ -3,8 +3,9 @@
 It speaks the two MAST download URL shapes and ``/whoami``, serves
 deterministic content (see `~astroquery_mastbulk.testing.content`), honours
 ``Range``, and can inject faults file by file.  It also answers the product-list
-queries astroquery sends (``Observations.get_product_list`` through the Mashup
-``/api/v0/invoke`` and ``columnsconfig``; ``MastMissions.get_product_list``
+queries astroquery sends (``Observations.query_criteria`` by program and
+``Observations.get_product_list``, through the Mashup ``/api/v0/invoke`` and
+``columnsconfig``; ``MastMissions.get_product_list``
 through ``post_list_products``) with the deterministic lists of
 `~astroquery_mastbulk.testing.catalog`.  Standard library only.
 """
@@ -21,8 +22,9 @@ import threading
 import time
 import urllib.parse
 
+from .catalog import CAOM_OBSERVATION_FIELDS, caom_columns_config, caom_observations, caom_products
 from .catalog import CAOM_PRODUCT_FIELDS as _CAOM_FIELDS
-from .catalog import caom_columns_config, caom_products, mission_products
+from .catalog import mission_products
 from .content import file_sha256, file_size, iter_file_bytes
 
 __all__ = ["MastServer", "FileSpec", "Fault", "RequestRecord", "FAULT_KINDS", "API_ENDPOINTS"]
@@ -219,6 +221,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     server_version = "MastBulkTestServer/1.0"
     # Bounds how long an idle keep-alive connection pins a thread.
     timeout = 120
+    # Headers and body go out in separate writes: with Nagle on, each response stalls ~40 ms
+    # waiting for the client's delayed ACK, which no real server (or benchmark) should show.
+    disable_nagle_algorithm = True
 
     def log_message(self, format, *args):
         pass
@@ -460,20 +465,27 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 
 def _mashup_answer(request, size_of):
     """A Mashup ``json`` answer to ``request`` (a dict), one page of it as astroquery pages."""
-    if not isinstance(request, dict) or request.get("service") != "Mast.Caom.Products":
-        return {"status": "ERROR", "msg": f"unsupported service {request.get('service')!r}"
-                if isinstance(request, dict) else "request must be a JSON object"}
-    params = request.get("params") or {}
-    obsids = [part.strip() for part in str(params.get("obsid", "")).split(",") if part.strip()]
-    if not obsids:
-        return {"status": "ERROR", "msg": "obsid is required"}
-    rows = [row for obsid in obsids for row in caom_products(obsid, size_of)]
+    if not isinstance(request, dict):
+        return {"status": "ERROR", "msg": "request must be a JSON object"}
+    service, params = request.get("service"), request.get("params") or {}
+    if service == "Mast.Caom.Products":
+        obsids = [part.strip() for part in str(params.get("obsid", "")).split(",") if part.strip()]
+        if not obsids:
+            return {"status": "ERROR", "msg": "obsid is required"}
+        rows, fields = [row for obsid in obsids for row in caom_products(obsid, size_of)], _CAOM_FIELDS
+    elif service == "Mast.Caom.Filtered":
+        try:
+            rows, fields = caom_observations(params.get("filters") or []), CAOM_OBSERVATION_FIELDS
+        except ValueError as err:
+            return {"status": "ERROR", "msg": str(err)}
+    else:
+        return {"status": "ERROR", "msg": f"unsupported service {service!r}"}
     pagesize = max(1, int(request.get("pagesize") or 50000))
     page = max(1, int(request.get("page") or 1))
     shown = rows[(page - 1) * pagesize:page * pagesize]
     return {"status": "COMPLETE", "msg": "", "data": shown,
             "fields": [{"name": "_selected_", "type": "boolean"}]
-            + [{"name": name, "type": kind} for name, kind in _CAOM_FIELDS],
+            + [{"name": name, "type": kind} for name, kind in fields],
             "paging": {"page": page, "pageSize": pagesize, "pagesFiltered": -(-len(rows) // pagesize),
                        "rows": len(shown), "rowsFiltered": len(rows), "rowsTotal": len(rows)}}
 
