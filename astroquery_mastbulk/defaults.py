@@ -25,9 +25,14 @@ TRUSTED_HOSTS = ["*.stsci.edu"]
 
 
 def _config_files():
-    homes = [os.environ.get("XDG_CONFIG_HOME", ""), os.path.join(os.path.expanduser("~"), ".config")]
-    folders = [os.path.join(home, "astropy", "config") for home in homes if home]
-    folders.append(os.path.join(os.path.expanduser("~"), ".astropy", "config"))
+    # Every place some astropy version reads a package config file from (astropy >= 8 drops the
+    # "config" sub-folder); a false positive only costs the import we hoped to skip.
+    home = os.path.expanduser("~")
+    roots = [os.environ.get("ASTROPY_CONFIG_DIR", ""), os.environ.get("XDG_CONFIG_HOME", ""),
+             os.path.join(home, ".config")]
+    folders = [os.path.join(root, "astropy") for root in roots if root]
+    folders += [os.path.join(folder, "config") for folder in folders]
+    folders.append(os.path.join(home, ".astropy", "config"))
     return [os.path.join(folder, "astroquery_mastbulk.cfg") for folder in folders]
 
 
