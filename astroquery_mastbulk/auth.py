@@ -9,6 +9,7 @@ import fnmatch
 import ipaddress
 import os
 import sys
+import threading
 from urllib.parse import urlsplit
 
 from .errors import MastBulkError
@@ -157,21 +158,42 @@ class TokenAuth:
         The MAST token.
     trusted : TrustedHosts
         Which URLs may receive it.
+    lookup : callable, optional
+        ``lookup() -> str or None``, called once, when the token is first needed, if ``token``
+        is None: a run that sends no request (every file known complete) never opens the keyring.
     """
 
-    def __init__(self, token, trusted):
+    def __init__(self, token, trusted, *, lookup=None):
         mask_secret(token)
         self._token = token
+        self._lookup = None if token else lookup
+        self._lock = threading.Lock()
         self.trusted = trusted
 
+    def _get(self):
+        if self._lookup is not None:
+            with self._lock:  # workers may all ask at once: look up once
+                if self._lookup is not None:
+                    token = self._lookup()
+                    mask_secret(token)
+                    self._token, self._lookup = token, None
+        return self._token
+
     def __bool__(self):
-        return bool(self._token)
+        return bool(self._get())
+
+    def __getstate__(self):  # to processes (Dask workers): with the token looked up, without the lock
+        self._get()
+        return {"_token": self._token, "trusted": self.trusted}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state, _lookup=None, _lock=threading.Lock())
 
     def __repr__(self):
-        return f"TokenAuth(token={'<set>' if self._token else None}, trusted={self.trusted!r})"
+        return f"TokenAuth(token={'<set>' if self._get() else None}, trusted={self.trusted!r})"
 
     def __call__(self, url):
-        if self._token and url in self.trusted:
+        if url in self.trusted and self._get():
             return {"Authorization": f"token {self._token}"}
         return {}
 
@@ -196,12 +218,20 @@ def token_auth(explicit=None, server=None, *, verbose=True):
     Returns
     -------
     TokenAuth
-        False in a boolean context when no token was found.
+        False in a boolean context when no token was found. The keyring, the slow source, is
+        read only when the token is first needed (a request to a trusted host, or a truth test).
     """
-    token = resolve_token(explicit)
-    if token is None and verbose:
-        log.info("No MAST token found (argument, MAST_API_TOKEN or keyring): downloading public files only")
-    return TokenAuth(token, _trusted(server))
+    def from_keyring():  # on first need: the keyring costs ~0.1 s to open
+        token = keyring_token()
+        if token is None and verbose:
+            log.info("No MAST token found (argument, MAST_API_TOKEN or keyring): "
+                     "downloading public files only")
+        return token
+
+    for given in (explicit, os.environ.get(TOKEN_ENV)):
+        if given and given.strip():
+            return TokenAuth(given.strip(), _trusted(server))
+    return TokenAuth(None, _trusted(server), lookup=from_keyring)
 
 
 def auth_failure_message(status, have_token):

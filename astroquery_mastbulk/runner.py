@@ -25,18 +25,18 @@ class JobResult:
     size: int = None
 
 
-def _refusal(job, have_token):
+def _refusal(job, auth):
     if job.refused:
         return f"refused: {job.refused}"
-    if job.needs_token and not have_token:
+    if job.needs_token and not auth:  # only then is the token looked up (the keyring is slow)
         return ("exclusive access until " + job.row.public_release_date.strftime("%Y-%m-%d")
                 + ": needs a MAST token; log in with `mastbulk login` or set MAST_API_TOKEN")
     return None
 
 
-def _message(result, have_token):
+def _message(result, auth):
     if result.status == ERROR and result.http_status in (401, 403):
-        return auth_failure_message(result.http_status, have_token)
+        return auth_failure_message(result.http_status, bool(auth))
     return result.message
 
 
@@ -68,8 +68,7 @@ def run_jobs(jobs, *, settings=None, auth=None, progress=None, executor=None, le
         One per job, in the jobs' order.
     """
     settings = settings or EngineSettings()
-    have_token = bool(auth)
-    refusals = [_refusal(job, have_token) for job in jobs]
+    refusals = [_refusal(job, auth) for job in jobs]
     first = {}  # (url, path) -> the first job asking for it
     for job, refusal in zip(jobs, refusals):
         if refusal is None:
@@ -89,7 +88,7 @@ def run_jobs(jobs, *, settings=None, auth=None, progress=None, executor=None, le
             results.append(JobResult(job, ERROR, refusal))
             continue
         result: TransferResult = outcome[(job.url, job.path)]
-        results.append(JobResult(job, result.status, _message(result, have_token),
+        results.append(JobResult(job, result.status, _message(result, auth),
                                  result.bytes_received, result.size))
     return results
 

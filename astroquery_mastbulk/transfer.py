@@ -173,7 +173,8 @@ class Downloader:
 
     def __init__(self, settings=None, *, authorize=None, progress=None, on_done=None, check=None):
         self.settings = settings or EngineSettings()
-        self._authorize = authorize or (lambda url: {})
+        # No truth test of ``authorize``: a TokenAuth looks its token up (the keyring) when tested.
+        self._authorize = authorize if authorize is not None else (lambda url: {})
         self._progress = progress
         self._on_done = on_done
         self._check = check
@@ -389,7 +390,8 @@ class Downloader:
                 if manager is None:
                     options = {"num_pools": 16, "maxsize": int(self.settings.max_workers), "block": False,
                                "retries": False, "ca_certs": _ca_bundle()}
-                    manager = urllib3.ProxyManager(proxy, **options) if proxy else urllib3.PoolManager(**options)
+                    manager = (urllib3.ProxyManager(proxy, **options) if proxy
+                               else urllib3.PoolManager(**options))
                     self._managers[proxy] = manager
                 self._routes[origin] = manager
         return manager
@@ -403,8 +405,9 @@ class Downloader:
             if self._stop.is_set():
                 raise _Stopped()
             try:
-                raw = self._manager(url).urlopen(method, url, headers=hop_headers, redirect=False, retries=False,
-                                                 preload_content=False, decode_content=False, timeout=timeout)
+                raw = self._manager(url).urlopen(method, url, headers=hop_headers, redirect=False,
+                                                 retries=False, preload_content=False, decode_content=False,
+                                                 timeout=timeout)
             except _TRANSPORT_ERRORS as err:
                 raise _Retryable(f"{_reason(err)}", url=url) from err
             response = _Response(raw, url, self._stop)

@@ -22,9 +22,11 @@ def leftovers(folder):
     return sorted(str(p) for p in Path(folder).rglob("*.part"))
 
 
-def most_at_once(records):
-    """The most of these requests the server was answering at one time (from their own records, so
-    requests left over from other tests do not count)."""
+def most_at_once(records, since):
+    """The most of these requests the server was answering at one time, counting only requests
+    that started at or after ``since`` (`time.monotonic`): a request an earlier test left in
+    flight may end, and be logged, after the server's reset."""
+    records = [r for r in records if r.started >= since]
     edges = sorted([(r.started, 1) for r in records] + [(r.finished, -1) for r in records])
     level = peak = 0
     for _time, step in edges:

@@ -2,6 +2,7 @@
 
 import json
 import os
+import time
 
 import pytest
 
@@ -36,6 +37,7 @@ def test_notification_on_a_local_cluster(server, tmp_path, monkeypatch, dask_cli
     server.latency = 0.05  # so that tasks overlap and both workers get some
     server.missing.add("f005_cal.fits")
     monkeypatch.chdir(tmp_path)  # the workers' folder is another: paths must travel absolute
+    start = time.monotonic()
     try:
         manifest = MastMissions.download_products(source, download_dir="shared", max_workers=3, verbose=False,
                                                   executor=dask_client.get_executor())
@@ -47,7 +49,9 @@ def test_notification_on_a_local_cluster(server, tmp_path, monkeypatch, dask_cli
     for row in manifest[manifest["Status"] == "COMPLETE"]:
         assert row["Local Path"].startswith(os.path.join("shared", "mastDownload", row["mission"]))
         assert_file_matches(server, tmp_path / row["Local Path"])
-    pids = {record.pid for record in server.requests(method="GET")}
-    assert len(pids) >= 2 and str(os.getpid()) not in pids
-    assert most_at_once(server.requests(method="GET")) <= 3  # the per-host cap, across the whole cluster
+    gets = [r for r in server.requests(method="GET") if r.started >= start]
+    assert {r.name for r in gets} == set(manifest["filename"])
+    pids = {record.pid for record in gets}
+    assert len(pids) >= 2 and str(os.getpid()) not in pids  # the workers fetched, not this process
+    assert most_at_once(gets, start) <= 3  # the per-host cap, across the whole cluster
     assert leftovers(tmp_path) == []
