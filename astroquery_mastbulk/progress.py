@@ -154,12 +154,21 @@ def make_progress(verbose, stream=None):
     Returns
     -------
     AggregateProgress, LineProgress or None
-        A live bar when ``stream`` is a terminal, plain lines otherwise, None when not verbose.
+        A live bar on a terminal or in a Jupyter notebook, plain lines otherwise, None when not
+        verbose.
     """
     if not verbose:
         return None
     stream = stream or sys.stderr
     isatty = getattr(stream, "isatty", None)
-    if isatty is not None and isatty():
+    if (isatty is not None and isatty()) or _in_notebook():
         return AggregateProgress(stream)
     return LineProgress(stream)
+
+
+def _in_notebook():
+    # A Jupyter kernel's stderr is no terminal, yet it redraws tqdm's bar in place,
+    # which is what the notebook's users expect rather than a line per file.
+    shell = sys.modules.get("IPython")
+    ipython = getattr(shell, "get_ipython", lambda: None)()
+    return type(ipython).__name__ == "ZMQInteractiveShell"

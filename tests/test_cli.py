@@ -382,3 +382,20 @@ def test_every_command_help_shows_examples(capsys):
         assert exit_info.value.code == 0
         text = capsys.readouterr().out
         assert "examples:" in text and f"mastbulk {command}" in text, command
+
+
+def test_notebook_gets_the_live_bar_not_lines(monkeypatch):
+    import io
+    import types
+    from astroquery_mastbulk.progress import AggregateProgress, LineProgress, make_progress
+
+    class ZMQInteractiveShell:  # the class name Jupyter kernels report
+        pass
+
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=ZMQInteractiveShell))
+    progress = make_progress(True, io.StringIO())
+    assert isinstance(progress, AggregateProgress)
+    progress.close()
+    monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
+    assert isinstance(make_progress(True, io.StringIO()), LineProgress)
+    assert make_progress(False) is None
