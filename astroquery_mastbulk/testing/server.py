@@ -259,6 +259,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             name=None, headers=headers, range=headers.get("range"),
             client=tuple(self.client_address), pid=headers.get("x-mastbulk-pid"),
             started=time.monotonic())
+        self._generation, self._wake = owner._enter()
         self._committed = self._counted = False
         try:
             self._route(owner)
@@ -273,7 +274,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if not self._committed:
             self._committed = True
             self._record.finished = time.monotonic()
-            self.server.owner._append_record(self._record, self._counted)
+            self.server.owner._append_record(self._record, self._counted, self._generation)
 
     def _route(self, owner):
         rec = self._record
@@ -295,7 +296,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._simple(400, {"error": "no product name"})
         rec.name, rec.endpoint = name, "file"
         self._counted = True
-        owner._begin_file()
+        owner._begin_file(self._generation)
         self._serve_file(owner, name)
 
     # -- product-list queries (POST) --------------------------------------------
@@ -320,7 +321,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             retry = str(fault.params.get("retry_after", 1))
             return self._simple(429, b"too many requests\n", [("Retry-After", retry)])
         if fault and fault.kind == "slow":
-            time.sleep(float(fault.params.get("delay", 1.0)))
+            self._wake.wait(float(fault.params.get("delay", 1.0)))
         form = dict(urllib.parse.parse_qsl(raw, keep_blank_values=True))
         if rec.endpoint == "columnsconfig":
             rec.body = form.get("colConfigId", "")
@@ -391,8 +392,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if kind == "change":
             # Bumped before answering: a client may ask again as soon as it has the body.
             owner.bump_version(name, size=fault.params.get("size"))
-        if kind == "slow":
-            time.sleep(float(fault.params.get("delay", 1.0)))
+        if kind == "slow" and "after" not in fault.params:
+            self._wake.wait(float(fault.params.get("delay", 1.0)))
         self._send_body(name, spec, fault)
 
     def _refuse_unauthorized(self, owner, name):
@@ -428,10 +429,12 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._commit()
             return self.end_headers()
         self.end_headers()
-        limit = end - start
+        limit, pause = end - start, None
         if kind in ("cut", "short"):
             limit = min(limit, int(fault.params.get("after", (end - start) // 2)))
-        self._write_range(name, spec, start, start + limit)
+        elif kind == "slow" and "after" in fault.params:  # a stall mid-body
+            pause = (start + int(fault.params["after"]), float(fault.params.get("delay", 1.0)))
+        self._write_range(name, spec, start, start + limit, pause)
         if kind == "cut":
             self.close_connection = True
             self.connection.shutdown(socket.SHUT_RDWR)
@@ -450,11 +453,20 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self.send_header("X-Checksum-Sha256",
                              file_sha256(name, spec.size, spec.version))
 
-    def _write_range(self, name, spec, start, end):
+    def _write_range(self, name, spec, start, end, pause=None):
+        """Send bytes ``[start, end)``; ``pause`` is ``(offset, seconds)``: hold still at offset."""
+        at, seconds = pause or (end, 0.0)
+        at = min(max(at, start), end)
+        self._write_span(name, spec, start, at, end - start)
+        if pause:
+            self._wake.wait(seconds)
+        self._write_span(name, spec, at, end, end - start)
+
+    def _write_span(self, name, spec, start, end, total):
         write, rec = self.wfile.write, self._record
         for piece in iter_file_bytes(name, spec.size, start, end, spec.version, _CHUNK):
             rec.bytes_sent += len(piece)
-            if rec.bytes_sent >= end - start:
+            if rec.bytes_sent >= total:
                 self._commit()
             try:
                 write(piece)
@@ -533,6 +545,9 @@ class MastServer:
         self.send_checksums = send_checksums
         self.log = []
         self._lock = threading.RLock()
+        # Requests are tagged with the reset they began after; a reset also ends their slow faults.
+        self._generation = 0
+        self._wake = threading.Event()
         self._httpd = None
         self._thread = None
         self._init_state()
@@ -544,9 +559,7 @@ class MastServer:
         self.redirect_all_to = None
         self.ignore_range = False
         self._faults = collections.defaultdict(collections.deque)
-        # Requests still in flight across a reset keep their count balanced.
-        self._active = getattr(self, "_active", 0)
-        self._max_active = self._active
+        self._active = self._max_active = 0
 
     # -- lifecycle ------------------------------------------------------------
 
@@ -572,6 +585,7 @@ class MastServer:
         httpd, self._httpd = self._httpd, None
         if httpd is None:
             return
+        self._end_slow_faults()  # their threads answer, so close_clients need not wait for them
         httpd.shutdown()
         httpd.close_clients()
         httpd.server_close()
@@ -653,7 +667,9 @@ class MastServer:
         count : int, optional
             How many consecutive requests get this fault.
         **params
-            Kind-specific: ``status``; ``retry_after``; ``after``; ``delay``;
+            Kind-specific: ``status``; ``retry_after``; ``after`` (body bytes sent before a cut
+            or short end, or before a slow answer's pause, which is otherwise before the
+            answer); ``delay``;
             ``to``, ``full`` and ``status`` for redirects; ``size`` for change.
         """
         kind = str(kind)
@@ -670,10 +686,17 @@ class MastServer:
             return [f.kind for f in self._faults.get(name, ())]
 
     def reset(self):
-        """Forget requests, faults and per-file settings (keeps tokens, latency)."""
+        """Forget requests, faults and per-file settings (keeps tokens, latency).
+
+        Requests still in flight are forgotten too: they are neither logged when they end nor
+        counted by `max_concurrency`, and a slow fault they are in ends now. (They began before
+        the reset, in an earlier test, and would otherwise show up in the next one's log.)
+        """
         with self._lock:
             self.log.clear()
             self._init_state()
+            self._generation += 1
+            self._end_slow_faults()
 
     # -- inspection -----------------------------------------------------------
 
@@ -724,13 +747,26 @@ class MastServer:
                 return None
             return queue.popleft()
 
-    def _begin_file(self):
+    def _end_slow_faults(self):
         with self._lock:
-            self._active += 1
-            self._max_active = max(self._max_active, self._active)
+            self._wake.set()
+            self._wake = threading.Event()
 
-    def _append_record(self, record, counted):
+    def _enter(self):
+        """The generation a request begins in, and the event that ends its slow fault early."""
         with self._lock:
+            return self._generation, self._wake
+
+    def _begin_file(self, generation):
+        with self._lock:
+            if generation == self._generation:
+                self._active += 1
+                self._max_active = max(self._max_active, self._active)
+
+    def _append_record(self, record, counted, generation):
+        with self._lock:
+            if generation != self._generation:
+                return  # begun before a reset: it belongs to an earlier test
             self.log.append(record)
             if counted:
                 self._active -= 1
