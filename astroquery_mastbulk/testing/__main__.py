@@ -10,7 +10,6 @@ import collections
 import json
 import signal
 import sys
-import threading
 
 from .server import MastServer
 
@@ -72,16 +71,17 @@ def summarize(server):
 def main(argv=None):
     """Command-line entry point; returns the exit status."""
     args = _parser().parse_args(argv)
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    # Wait for SIGTERM/SIGINT with sigwait, not a handler: a handler calling Event.set() can run
+    # while the main thread holds that Event's own lock inside wait(), and deadlock (seen in bench).
+    # Blocked before the server starts, so its threads inherit the mask and never take the signal.
+    signals = {signal.SIGTERM, signal.SIGINT}
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
     server = MastServer(args.host, args.port, latency=args.latency,
                         default_size=args.default_size, tokens=dict(args.token),
                         send_checksums=args.checksums)
     with server:
         print(f"MAST test server on {server.url}", flush=True)
-        while not stop.wait(0.5):
-            pass
+        signal.sigwait(signals)
     if args.log_summary:
         with open(args.log_summary, "w", encoding="utf-8") as fh:
             json.dump(summarize(server), fh, indent=2, sort_keys=True)
