@@ -16,12 +16,15 @@ class Conf(_config.ConfigNamespace):
 
     max_workers = _config.ConfigItem(DEFAULTS["max_workers"], "Number of files transferred at once.")
     connect_timeout = _config.ConfigItem(DEFAULTS["connect_timeout"], "Seconds to wait for a connection.")
-    read_timeout = _config.ConfigItem(DEFAULTS["read_timeout"], "Seconds to wait for the server between reads.")
+    read_timeout = _config.ConfigItem(DEFAULTS["read_timeout"],
+                                      "Seconds to wait for the server between reads.")
     retries = _config.ConfigItem(DEFAULTS["retries"],
                                  "Retries of one file after a transient failure (5xx, 429, cut connection).")
     backoff = _config.ConfigItem(DEFAULTS["backoff"], "First retry delay in seconds; doubles, with jitter.")
-    backoff_max = _config.ConfigItem(DEFAULTS["backoff_max"], "Longest delay between two retries, in seconds.")
-    retry_after_max = _config.ConfigItem(DEFAULTS["retry_after_max"], "Longest Retry-After honoured, seconds.")
+    backoff_max = _config.ConfigItem(DEFAULTS["backoff_max"],
+                                     "Longest delay between two retries, in seconds.")
+    retry_after_max = _config.ConfigItem(DEFAULTS["retry_after_max"],
+                                         "Longest Retry-After honoured, in seconds.")
     trusted_hosts = _config.ConfigItem(
         TRUSTED_HOSTS, "Hosts (glob patterns) besides the configured server that may receive the MAST token.",
         cfgtype="string_list")

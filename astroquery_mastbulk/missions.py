@@ -1,4 +1,4 @@
-"""astroquery's `MastMissionsClass` with a concurrent, resumable ``download_products``; `enable` / `disable`."""
+"""astroquery's `MastMissionsClass` with a concurrent, resumable ``download_products``; `enable`/`disable`."""
 
 import os
 import warnings

@@ -137,11 +137,13 @@ def _decode_json(data, source):
     try:
         text = data.decode("utf-8-sig") if isinstance(data, bytes) else data
     except UnicodeDecodeError as err:
-        raise InputError(f"{source}: not UTF-8 text (byte {err.start}): is this a MAST notification?") from None
+        raise InputError(f"{source}: not UTF-8 text (byte {err.start}): "
+                         "is this a MAST notification?") from None
     try:
         records = json.loads(text)
     except json.JSONDecodeError as err:
-        raise InputError(f"{source}: malformed JSON at line {err.lineno} column {err.colno}: {err.msg}") from None
+        raise InputError(f"{source}: malformed JSON at line {err.lineno} "
+                         f"column {err.colno}: {err.msg}") from None
     if not isinstance(records, list):
         raise InputError(f"{source}: expected a JSON list of products, got a JSON {type(records).__name__}")
     return records
@@ -245,7 +247,8 @@ def rows_to_table(rows):
         elif name == "program":
             table[name] = _program_column(values, MaskedColumn)
         else:
-            table[name] = MaskedColumn(["" if v is None else v for v in values], mask=[v is None for v in values])
+            table[name] = MaskedColumn(["" if v is None else v for v in values],
+                                       mask=[v is None for v in values])
     for name in sorted({key for row in rows for key in row.extra}):
         values = [row.extra.get(name) for row in rows]
         if all(isinstance(v, (str, int, float)) and not isinstance(v, bool) for v in values):
@@ -317,7 +320,8 @@ def summarize(rows, *, now=None):
     return {
         "products": len(rows), **count,
         "bytes": sum(sizes) if sizes else None, **nbytes,
-        "eap_files": [row.filename for row in rows if row.public_release_date and row.public_release_date > now],
+        "eap_files": [row.filename for row in rows
+                      if row.public_release_date and row.public_release_date > now],
         "archived_oldest": dates[0].isoformat() if dates else None,
         "archived_newest": dates[-1].isoformat() if dates else None,
     }

@@ -57,7 +57,8 @@ def inject(server, rows, rate, seed):
 def run_child(spec):
     """Run the worker; return its report and its peak RSS in bytes (Linux reports KiB)."""
     start = time.perf_counter()
-    child = subprocess.Popen([sys.executable, __file__, "--worker"], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+    child = subprocess.Popen([sys.executable, __file__, "--worker"],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                              text=True)
     child.stdin.write(json.dumps(spec))  # the rows are too many for a command line
     child.stdin.close()
@@ -94,7 +95,8 @@ def worker(spec):
     mast_conf.server = spec["server"]
     conf.backoff, conf.backoff_max = 0.05, 0.5
     start = time.perf_counter()
-    table = MastMissions.download_products(spec["rows"], download_dir=spec["dir"], max_workers=spec["workers"],
+    table = MastMissions.download_products(spec["rows"], download_dir=spec["dir"],
+                                           max_workers=spec["workers"],
                                            verbose=False)
     wall = time.perf_counter() - start
     errors = [f"{row['Local Path']}: {row['Message']}" for row in table if row["Status"] == "ERROR"]

@@ -33,7 +33,8 @@ def test_sample_notification_two_lines(server, sample_path, tmp_path):
     assert manifest.colnames[:4] == ["Local Path", "Status", "Message", "URL"]
     assert list(manifest["Status"]) == ["COMPLETE"] * 3
     for row, product in zip(manifest, load_rows(sample_path)):
-        assert row["Local Path"] == str(tmp_path / "mastDownload" / "jwst" / product.fileset / product.filename)
+        expected = tmp_path / "mastDownload" / "jwst" / product.fileset / product.filename
+        assert row["Local Path"] == str(expected)
         assert_file_matches(server, row["Local Path"])
         assert row["URL"] == (f"{server.url}/search/jwst/api/v0.1/retrieve_product?product_name="
                               f"{product.filename}")
@@ -51,7 +52,8 @@ def test_default_folder_is_cwd_and_relative_paths(server, sample_path, tmp_path,
 def test_concurrent_transfers_overlap(server, tmp_path):
     server.latency = 0.2
     try:
-        manifest = MastMissions.download_products(rows(8), download_dir=tmp_path, max_workers=4, verbose=False)
+        manifest = MastMissions.download_products(rows(8), download_dir=tmp_path, max_workers=4,
+                                                  verbose=False)
     finally:
         server.latency = 0.0
     assert set(manifest["Status"]) == {"COMPLETE"}
@@ -222,8 +224,8 @@ def test_bad_notification_writes_nothing(server, tmp_path):
 
 def test_redirect_to_other_host_is_followed(server, second_server, tmp_path):
     server.add_fault("moved_cal.fits", "redirect", to=second_server.url)
-    manifest = MastMissions.download_products([{"filename": "moved_cal.fits", "fileset": "s", "mission": "jwst"}],
-                                              download_dir=tmp_path, verbose=False)
+    moved = [{"filename": "moved_cal.fits", "fileset": "s", "mission": "jwst"}]
+    manifest = MastMissions.download_products(moved, download_dir=tmp_path, verbose=False)
     assert manifest["Status"][0] == "COMPLETE" and len(second_server.requests(method="GET")) == 1
     assert_file_matches(server, manifest["Local Path"][0])
 
