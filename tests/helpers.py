@@ -1,5 +1,6 @@
-"""Small helpers shared by tests: the bytes a served file should have."""
+"""Small helpers shared by tests: the bytes a served file should have, waiting for a condition."""
 
+import time
 from pathlib import Path
 
 from astroquery_mastbulk.testing import file_bytes
@@ -33,3 +34,12 @@ def most_at_once(records, since):
         level += step
         peak = max(peak, level)
     return peak
+
+
+def wait_for(condition, what, timeout=20.0):
+    """Poll ``condition()`` until true; fail the test naming ``what`` after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.02)

@@ -7,7 +7,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -18,7 +17,7 @@ from astroquery_mastbulk.manifest import STATUS_COLUMNS
 from astroquery_mastbulk.transfer import part_path
 
 from conftest import TOKEN
-from helpers import assert_file_matches, expected_bytes, leftovers
+from helpers import assert_file_matches, expected_bytes, leftovers, wait_for
 
 _EXE = shutil.which("mastbulk", path=os.path.dirname(sys.executable))
 MASTBULK = [_EXE] if _EXE else [sys.executable, "-m", "astroquery_mastbulk"]
@@ -259,14 +258,6 @@ def test_event_type_and_extension_select(server, tmp_path, sample_path):
 
 # -- Ctrl-C ----------------------------------------------------------------------------------------
 
-def _wait_for(condition, what, timeout=30.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.05)
-
-
 def test_ctrl_c_exits_130_keeps_the_partial_file_and_the_next_run_resumes(server, tmp_path):
     name = "jw05105077001_02201_00001_nrcb1_cal.fits"
     size, cut_at = 3 * 1024 * 1024, 1_300_000
@@ -280,7 +271,8 @@ def test_ctrl_c_exits_130_keeps_the_partial_file_and_the_next_run_resumes(server
     child = subprocess.Popen(MASTBULK + ["download", notification, "--dir", "out", "--server", server.url],
                              cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
-        _wait_for(lambda: any(r.status == 429 for r in server.requests(name=name)), "the throttled retry")
+        wait_for(lambda: any(r.status == 429 for r in server.requests(name=name)), "the throttled retry",
+                 timeout=30.0)
         child.send_signal(signal.SIGINT)
         out, err = child.communicate(timeout=30)
     finally:

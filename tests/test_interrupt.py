@@ -19,7 +19,7 @@ import time
 from astroquery_mastbulk import MastMissions
 from astroquery_mastbulk.transfer import part_path
 
-from helpers import assert_file_matches, expected_bytes, leftovers
+from helpers import assert_file_matches, expected_bytes, leftovers, wait_for
 
 _EXE = shutil.which("mastbulk", path=os.path.dirname(sys.executable))
 MASTBULK = [_EXE] if _EXE else [sys.executable, "-m", "astroquery_mastbulk"]
@@ -41,21 +41,13 @@ PYTHON_SCRIPT = textwrap.dedent("""
 """)
 
 
-def _wait_for(condition, what, timeout=20.0):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
-
-
 def _interrupt_when(ready, command, **popen):
     """Run ``command``; SIGINT once ``ready()`` (its workers are then in a read); return its exit
     status, output and error output."""
     with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                           **popen) as child:
         try:
-            _wait_for(ready, "the workers to be waiting on the server")
+            wait_for(ready, "the workers to be waiting on the server")
             time.sleep(0.2)  # what the server sent is read: the workers now wait for more
             child.send_signal(signal.SIGINT)
             out, err = child.communicate(timeout=GRACE)
@@ -129,7 +121,7 @@ def test_reset_forgets_requests_in_flight(server):
     with socket.create_connection(("127.0.0.1", server.port), timeout=GRACE) as sock:
         sock.sendall(f"GET /api/v0.1/Download/file?uri=mast:JWST/product/{name} HTTP/1.1\r\n"
                      "Host: x\r\nConnection: close\r\n\r\n".encode())
-        _wait_for(lambda: server.max_concurrency() == 1, "the request to reach the server")
+        wait_for(lambda: server.max_concurrency() == 1, "the request to reach the server")
         server.reset()
         assert server.max_concurrency() == 0
         answer = b""
