@@ -20,7 +20,7 @@ Against the real MAST, with the JSON file MAST mailed you:
   mastbulk download event_metadata_jwst-program-NNNN_hourly_*.json --dir /data/jwst
 or from Python:
   from astroquery_mastbulk import MastMissions
-  MastMissions.download_products("event_metadata_jwst-program-NNNN_hourly_*.json")
+  MastMissions.download_products("event_metadata_jwst-program-NNNN_hourly_YYYYMMDD_HHMMSS.json")
 """
 
 
