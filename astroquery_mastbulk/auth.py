@@ -58,6 +58,14 @@ def keyring_token():
     return token.strip() if token and token.strip() else None
 
 
+def _given_token(explicit):
+    """The token given without the keyring (argument, then environment) and its source, or None, None."""
+    for token, source in ((explicit, "argument"), (os.environ.get(TOKEN_ENV), TOKEN_ENV)):
+        if token and token.strip():
+            return token.strip(), source
+    return None, None
+
+
 def find_token(explicit=None):
     """Find the MAST token and say where it came from.
 
@@ -73,10 +81,10 @@ def find_token(explicit=None):
     source : str or None
         ``"argument"``, ``"MAST_API_TOKEN"`` or ``"keyring"``.
     """
-    for token, source in ((explicit, "argument"), (os.environ.get(TOKEN_ENV), TOKEN_ENV)):
-        if token and token.strip():
-            mask_secret(token)
-            return token.strip(), source
+    token, source = _given_token(explicit)
+    if token is not None:
+        mask_secret(token)
+        return token, source
     token = keyring_token()
     mask_secret(token)
     return token, ("keyring" if token else None)
@@ -228,10 +236,8 @@ def token_auth(explicit=None, server=None, *, verbose=True):
                      "downloading public files only")
         return token
 
-    for given in (explicit, os.environ.get(TOKEN_ENV)):
-        if given and given.strip():
-            return TokenAuth(given.strip(), _trusted(server))
-    return TokenAuth(None, _trusted(server), lookup=from_keyring)
+    given, _source = _given_token(explicit)
+    return TokenAuth(given, _trusted(server), lookup=from_keyring)
 
 
 def auth_failure_message(status, have_token):
@@ -273,7 +279,9 @@ def session_info(server, token=None, *, timeout=(10.0, 30.0)):
     LoginError
         If the server may not see the token, cannot be reached, or answers something else.
     """
-    import requests  # the engine's HTTP stack; imported here so `mastbulk logout` need not load it
+    # One request: requests suffices (the engine's pooled client is for many). Imported here so
+    # that `mastbulk logout` need not load it.
+    import requests
     url = server.rstrip("/") + "/whoami"
     headers = TokenAuth(token, _trusted(server))(url)
     if token and not headers:

@@ -1,8 +1,8 @@
 """Engine defaults, read from `astroquery_mastbulk.conf` only when something may have changed them.
 
 astropy's configuration system costs ~0.2 s to import, which the ``mastbulk`` command should not
-pay when neither a config file nor a prior ``conf`` change exists. The built-in values live here,
-once; `astroquery_mastbulk.config` declares its items from them.
+pay when neither a config file nor a prior ``conf`` change exists. `DEFAULTS` names the settings
+it may change; `astroquery_mastbulk.config` declares its items from them.
 """
 
 import os
@@ -12,15 +12,11 @@ from .transfer import EngineSettings
 
 __all__ = ["DEFAULTS", "TRUSTED_HOSTS", "engine_settings", "trusted_patterns"]
 
-DEFAULTS = {
-    "max_workers": 8,
-    "connect_timeout": 10.0,
-    "read_timeout": 60.0,
-    "retries": 5,
-    "backoff": 0.5,
-    "backoff_max": 30.0,
-    "retry_after_max": 120.0,
-}
+#: The configurable engine settings and their built-in values, taken from `EngineSettings`
+#: itself so that the two cannot disagree.
+DEFAULTS = {name: getattr(EngineSettings, name) for name in
+            ("max_workers", "connect_timeout", "read_timeout", "retries", "backoff", "backoff_max",
+             "retry_after_max")}
 TRUSTED_HOSTS = ["*.stsci.edu"]
 
 

@@ -63,6 +63,8 @@ class HttpClient:
         self.settings = settings
         self._authorize = authorize
         self._stop = stop
+        # Built once: the settings are frozen, and urllib3 copies a Timeout per request anyway.
+        self._timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
         self._managers = {}  # proxy URL (None: direct) -> urllib3 pool manager
         self._routes = {}  # (scheme, host:port) -> its pool manager
         self._lock = threading.Lock()
@@ -91,11 +93,29 @@ class HttpClient:
     def request(self, method, url, headers=None):
         """Send one request, following redirects ourselves so every hop gets only its own headers.
 
-        Returns the streamed response (a context manager that closes it); raises `Stopped` once
-        the stop event is set, `Retryable` on a transport error, `TransferError` on too many
-        redirects.
+        Parameters
+        ----------
+        method : str
+            ``"GET"`` or ``"HEAD"``.
+        url : str
+            Where to send it.
+        headers : dict, optional
+            Extra headers of this request (such as Range); the shared pools never hold any.
+
+        Returns
+        -------
+        response
+            The streamed response, a context manager that closes it.
+
+        Raises
+        ------
+        Stopped
+            Once the stop event is set.
+        Retryable
+            On a transport error.
+        TransferError
+            On more than ``max_redirects`` redirects.
         """
-        timeout = urllib3.Timeout(connect=self.settings.connect_timeout, read=self.settings.read_timeout)
         for _hop in range(self.settings.max_redirects + 1):
             hop_headers = {"User-Agent": self.settings.user_agent, "X-Mastbulk-Pid": str(os.getpid()),
                            **(headers or {}), **self._authorize(url)}  # per request: nothing shared
@@ -104,11 +124,11 @@ class HttpClient:
             try:
                 raw = self._manager(url).urlopen(method, url, headers=hop_headers, redirect=False,
                                                  retries=False, preload_content=False, decode_content=False,
-                                                 timeout=timeout)
+                                                 timeout=self._timeout)
             except _TRANSPORT_ERRORS as err:
                 if self._stop.is_set():  # our own interrupt cut the connection
                     raise Stopped() from err
-                raise Retryable(f"{reason(err)}", url=url) from err
+                raise Retryable(reason(err), url=url) from err
             response = _Response(raw, url, self._stop)
             if not response.is_redirect:
                 return response
