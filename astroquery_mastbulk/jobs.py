@@ -45,7 +45,19 @@ class DownloadJob:
 
 
 def unsafe_name_reason(value, field):
-    """Why ``value`` may not be used as one path component, or None if it is safe."""
+    """Why ``value`` may not be used as one path component, or None if it is safe.
+
+    Parameters
+    ----------
+    value : str
+        A file, fileset or mission name from the input.
+    field : str
+        Its name, for the reason.
+
+    Returns
+    -------
+    str or None
+    """
     if _CONTROL_RE.search(value):
         return f"{field} {value!r} contains control characters"
     if os.path.isabs(value) or value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
@@ -86,8 +98,25 @@ def product_url(server, mission, filename, uri=None):
         return f"{server}/search/{mission}/api/v0.1/retrieve_product?product_name={quote(filename, safe='')}"
     for candidate in (uri, filename):
         if candidate and candidate.startswith("mast:"):
-            return f"{server}/api/v0.1/Download/file?uri={quote(candidate, safe=':/')}"
+            return download_file_url(server, candidate)
     raise ValueError(f"mission {mission!r} is served through Download/file, which needs a mast: URI")
+
+
+def download_file_url(server, uri):
+    """URL of MAST's ``Download/file`` endpoint for a ``mast:`` URI.
+
+    Parameters
+    ----------
+    server : str
+        Base URL of MAST.
+    uri : str
+        The product's ``mast:`` URI.
+
+    Returns
+    -------
+    str
+    """
+    return f"{server.rstrip('/')}/api/v0.1/Download/file?uri={quote(uri, safe=':/')}"
 
 
 def _plan_one(row, *, server, base_dir, flat, default_mission, now):

@@ -95,14 +95,8 @@ class Ledger:
         -------
         `~astroquery_mastbulk.transfer.TransferResult` or None
         """
-        entry = self.entries().get(self._relative(transfer.path))
-        if entry is None or entry.url != transfer.url:
-            return None
-        try:
-            st = os.stat(transfer.path)
-        except OSError:
-            return None
-        if (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
+        entry, st = self._recorded_state(transfer)
+        if st is None or (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns):
             return None
         limit = transfer.replace_if_older_than
         if limit is not None and (st.st_mtime < limit or entry.fetched_before(limit)):
@@ -115,14 +109,9 @@ class Ledger:
 
         Such a file is fetched again even if its size still matches the server's.
         """
-        entry = self.entries().get(self._relative(transfer.path))
-        if entry is None or entry.url != transfer.url:
-            return False
-        try:
-            st = os.stat(transfer.path)
-        except OSError:
-            return False  # gone: the engine fetches it anyway
-        return (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns)
+        entry, st = self._recorded_state(transfer)
+        # Not recorded, or gone (the engine fetches it anyway): nothing to force.
+        return st is not None and (st.st_size, st.st_mtime_ns) != (entry.size, entry.mtime_ns)
 
     def record(self, result, *, event_id=None, archived_date=None):
         """Remember a COMPLETE or SKIPPED file as it now is on disk; other results are ignored.
@@ -156,6 +145,17 @@ class Ledger:
             db.close()
 
     # -- internals -----------------------------------------------------------------------------
+    def _recorded_state(self, transfer):
+        """``(entry, os.stat result)`` of ``transfer``'s file; the stat is None if the file is not
+        recorded from this URL or is gone."""
+        entry = self.entries().get(self._relative(transfer.path))
+        if entry is None or entry.url != transfer.url:
+            return None, None
+        try:
+            return entry, os.stat(transfer.path)
+        except OSError:
+            return entry, None
+
     def _fetched_at(self, result, path, st):
         if result.status == COMPLETE:
             return datetime.now(timezone.utc).isoformat()
@@ -218,10 +218,13 @@ class Ledger:
             raise
         return db
 
-    def _discard(self):
+    def _drop_connection(self):
         if self._db is not None:
             self._db.close()
             self._db = None
+
+    def _discard(self):
+        self._drop_connection()
         for suffix in ("", "-wal", "-shm", "-journal"):
             try:
                 os.remove(f"{self.file}{suffix}")
@@ -232,6 +235,4 @@ class Ledger:
         log.warning("download ledger %s not used in this run (%s): complete files are checked with the "
                     "server instead", self.file, err)
         self._disabled = True
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self._drop_connection()

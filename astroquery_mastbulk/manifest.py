@@ -39,8 +39,7 @@ def results_table(results):
         "filename": text(job.row.filename for job in jobs),
         "bytes": [int(result.bytes_received) for result in results],
     }
-    table = Table(columns, dtype=[str, "U8", str, str, str, str, str, "int64"] if results else None)
-    return table
+    return Table(columns, dtype=[str, "U8", str, str, str, str, str, "int64"] if results else None)
 
 
 def write_manifest(table, path):

@@ -21,6 +21,7 @@ from .logger import log
 from .manifest import results_table
 from .progress import make_progress
 from .runner import run_jobs
+from .transfer import ERROR
 
 __all__ = ["MastMissionsClass", "MastMissions", "enable", "disable"]
 
@@ -62,26 +63,44 @@ def _apply_column_filters(rows, filters):
     return [row for row, selected in zip(rows, keep) if selected]
 
 
+def _run_with_token(client, jobs, *, verbose, **options):
+    """`run_jobs` with the client's token and a progress bar that is closed whatever happens."""
+    progress = make_progress(verbose)
+    try:
+        return run_jobs(jobs, auth=token_auth(_explicit_token(client), mast_conf.server, verbose=verbose),
+                        progress=progress, **options)
+    finally:
+        if progress is not None:
+            progress.close()
+
+
 def download_jobs(client, jobs, *, download_dir=None, cache=True, max_workers=None, curl_flag=False,
                   verbose=True, executor=None, verify=False):
     """Run planned jobs with the client's token (or write them as a curl script); the status table.
 
     Shared by the ``download_products`` of `MastMissionsClass` and of
     `~astroquery_mastbulk.observations.ObservationsClass`: everything after planning is the same.
+
+    Parameters
+    ----------
+    client : `MastMissionsClass` or `~astroquery_mastbulk.observations.ObservationsClass`
+        Whose explicit token (if any) to use.
+    jobs : list of `~astroquery_mastbulk.jobs.DownloadJob`
+    download_dir, cache, max_workers, curl_flag, verbose, executor, verify
+        As for `download_products`; ``download_dir`` also holds the ledger.
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        The status table; with ``curl_flag``, one row naming the script written.
     """
     if curl_flag:
         from .curlscript import write_script_for_jobs
         return write_script_for_jobs(jobs, download_dir=download_dir)
-    server = mast_conf.server
-    progress = make_progress(verbose)
-    try:
-        results = run_jobs(jobs, settings=engine_settings(max_workers=max_workers, cache=cache),
-                           auth=token_auth(_explicit_token(client), server, verbose=verbose),
-                           progress=progress, executor=executor, verify=verify,
-                           ledger_dir=download_dir if download_dir is not None else ".")
-    finally:
-        if progress is not None:
-            progress.close()
+    results = _run_with_token(client, jobs, verbose=verbose,
+                              settings=engine_settings(max_workers=max_workers, cache=cache),
+                              executor=executor, verify=verify,
+                              ledger_dir=download_dir if download_dir is not None else ".")
     return results_table(results)
 
 
@@ -175,15 +194,8 @@ def download_file(self, uri, *, local_path=None, cache=True, verbose=True, missi
     row = subscription.ProductRow(number=1, source="<download_file>", filename=filename,
                                   mission=mission or self.mission, uri=uri)
     jobs = plan_jobs([row], server=mast_conf.server, download_dir=target.parent, flat=True)
-    progress = make_progress(verbose)
-    try:
-        result, = run_jobs(jobs, settings=engine_settings(cache=cache),
-                           auth=token_auth(_explicit_token(self), mast_conf.server, verbose=verbose),
-                           progress=progress)
-    finally:
-        if progress is not None:
-            progress.close()
-    if result.status == "ERROR":
+    result, = _run_with_token(self, jobs, verbose=verbose, settings=engine_settings(cache=cache))
+    if result.status == ERROR:
         return result.status, result.message, result.job.url
     return result.status, None, None
 

@@ -12,7 +12,6 @@ import warnings
 from concurrent.futures import ThreadPoolExecutor
 from os.path import basename
 from pathlib import Path
-from urllib.parse import quote
 
 import requests
 from astropy.table import Row, Table, vstack
@@ -25,7 +24,7 @@ from . import subscription
 from .connections import PortalConnection
 from .defaults import engine_settings
 from .errors import InputError, MastBulkError
-from .jobs import DownloadJob, _refuse_path_clashes, unsafe_name_reason
+from .jobs import DownloadJob, _refuse_path_clashes, download_file_url, unsafe_name_reason
 from .logger import log
 from .missions import download_jobs
 
@@ -66,7 +65,7 @@ def _plan_product(row, *, server, base_dir, flat):
     job.refused = next((reason for reason in reasons if reason), None)
     if job.refused:
         return job
-    job.url = f"{server.rstrip('/')}/api/v0.1/Download/file?uri={quote(row.uri, safe=':/')}"
+    job.url = download_file_url(server, row.uri)
     folder = base_dir if flat else base_dir / "mastDownload" / row.mission / row.fileset
     job.path = folder / row.filename
     return job

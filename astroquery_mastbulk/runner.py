@@ -4,7 +4,6 @@ Files the download folder's ledger (`~astroquery_mastbulk.ledger`) knows complet
 never reach the engine; every file the engine completes is recorded there as it ends.
 """
 
-import os
 from dataclasses import dataclass, replace
 
 from .auth import auth_failure_message
@@ -106,7 +105,7 @@ def _transfer_all(first, *, settings, auth, progress, executor, ledger, verify):
     else:
         from .distributed import run_transfers
         done = run_transfers(todo, executor, **options)
-    # By position: results come back in order, and a task's path may have been made absolute.
+    # By position: both engines return results in the order of ``todo``.
     outcome.update(zip(((transfer.url, transfer.path) for transfer in todo), done))
     return outcome
 
@@ -132,10 +131,10 @@ def _recorder(ledger, first):
     """``record(result)`` into the ledger, with the event of the job that asked for the file."""
     if ledger is None:
         return None
-    rows = {(url, os.path.abspath(path)): job.row for (url, path), job in first.items()}
 
     def record(result):
-        row = rows.get((result.transfer.url, os.path.abspath(result.transfer.path)))
+        # Both engines hand back the transfer they were given, so its (URL, path) is a key of first.
+        row = getattr(first.get((result.transfer.url, result.transfer.path)), "row", None)
         ledger.record(result, event_id=getattr(row, "event_id", None),
                       archived_date=getattr(row, "archived_date", None))
     return record

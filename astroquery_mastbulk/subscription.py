@@ -18,6 +18,8 @@ __all__ = ["ProductRow", "load_rows", "read_subscription", "parse_mast_date", "N
 NOTIFICATION_FIELDS = ("event_id", "mission", "fileset", "filename", "program", "event_type",
                        "archived_date", "public_release_date")
 DATE_FIELDS = ("archived_date", "public_release_date")
+# Input keys that fill ProductRow's own fields; every other key goes to ``extra``.
+_ROW_KEYS = frozenset(NOTIFICATION_FIELDS) | {"dataset", "uri", "dataURI"}
 
 # MAST writes 0, 3 or 7 fractional digits; datetime.fromisoformat on Python 3.10 accepts
 # only 3 or 6, so the fraction is normalised here before parsing.
@@ -109,7 +111,28 @@ def _date(value, where, name):
 
 
 def make_row(record, number, source, *, flat=False):
-    """Validate one mapping into a `ProductRow`; raise `InputError` naming source, row and field."""
+    """Validate one mapping into a `ProductRow`.
+
+    Parameters
+    ----------
+    record : dict-like
+        One product's fields (notification names; ``dataset`` and ``dataURI`` also accepted).
+    number : int
+        Its 1-based row number in ``source``.
+    source : str
+        Where it was read, for error messages.
+    flat : bool, optional
+        If True, no ``fileset`` is required.
+
+    Returns
+    -------
+    ProductRow
+
+    Raises
+    ------
+    InputError
+        Naming the source, the row and the field at fault.
+    """
     where = f"{source}: row {number}"
     if not hasattr(record, "get"):
         raise InputError(f"{where}: expected an object with named fields, got {type(record).__name__}")
@@ -128,8 +151,7 @@ def make_row(record, number, source, *, flat=False):
         public_release_date=_date(record.get("public_release_date"), where, "public_release_date"),
         uri=_text(record.get("uri") or record.get("dataURI"), where, "uri", required=False),
     )
-    known = set(NOTIFICATION_FIELDS) | {"dataset", "uri", "dataURI"}
-    row.extra = {key: value for key, value in record.items() if key not in known}
+    row.extra = {key: value for key, value in record.items() if key not in _ROW_KEYS}
     return row
 
 
@@ -235,7 +257,18 @@ def read_subscription(source, *, flat=False):
 
 
 def rows_to_table(rows):
-    """Turn `ProductRow` objects into an astropy Table with Time columns (built column-wise)."""
+    """Turn `ProductRow` objects into an astropy Table with Time columns (built column-wise).
+
+    Parameters
+    ----------
+    rows : list of ProductRow
+
+    Returns
+    -------
+    `~astropy.table.Table`
+        The notification's eight columns, then each extra column whose values are all
+        text or numbers.
+    """
     from astropy.table import MaskedColumn, Table
     from astropy.time import Time
 
@@ -307,19 +340,21 @@ def summarize(rows, *, now=None):
     now = now or datetime.now(timezone.utc)
     count = {"by_event_type": {}, "by_mission": {}, "by_program": {}}
     nbytes = {"bytes_by_event_type": {}, "bytes_by_mission": {}, "bytes_by_program": {}}
+    total = None  # stays None when no row has a size
     for row in rows:
         size = _size(row)
+        if size is not None:
+            total = (total or 0) + size
         for key, value in (("by_event_type", row.event_type), ("by_mission", row.mission),
                            ("by_program", row.program)):
             label = "unknown" if value is None else str(value)
             count[key][label] = count[key].get(label, 0) + 1
             if size is not None:
                 nbytes["bytes_" + key][label] = nbytes["bytes_" + key].get(label, 0) + size
-    sizes = [size for size in map(_size, rows) if size is not None]
     dates = sorted(row.archived_date for row in rows if row.archived_date)
     return {
         "products": len(rows), **count,
-        "bytes": sum(sizes) if sizes else None, **nbytes,
+        "bytes": total, **nbytes,
         "eap_files": [row.filename for row in rows
                       if row.public_release_date and row.public_release_date > now],
         "archived_oldest": dates[0].isoformat() if dates else None,
