@@ -12,10 +12,8 @@ __all__ = ["download", "script", "summary", "login", "logout", "whoami", "demo",
 
 
 def _server(args):
-    if getattr(args, "server", None):
-        return args.server
-    from astroquery.mast import conf  # costs ~0.6 s: only when no --server is given
-    return conf.server
+    from .auth import _default_server  # imports astroquery only when no --server is given
+    return _default_server(getattr(args, "server", None))
 
 
 def _read_all(paths, *, flat):
@@ -173,7 +171,8 @@ def summary(args):
         return 0
     count = len(args.notifications)
     source = args.notifications[0] if count == 1 else f"{count} notifications"
-    total = f" ({_size_text(info['bytes'])})" if info["bytes"] is not None else ""
+    from .progress import size_text
+    total = f" ({size_text(info['bytes'])})" if info["bytes"] is not None else ""
     print(f"{source}: {info['products']} products{total}")
     for key, title in (("by_event_type", "event type"), ("by_mission", "mission"), ("by_program", "program")):
         print(f"by {title}")
@@ -195,16 +194,13 @@ def summary(args):
 
 
 def _print_counts(counts, sizes, notes):
+    from .progress import size_text
     width = max(len(label) for label in counts)
     for label, count in counts.items():
-        size = f"  {_size_text(sizes[label]):>9}" if sizes else ""
+        # Only some rows may carry a size: a label none of whose rows does shows a blank, not 0.
+        size = f"  {size_text(sizes[label]) if label in sizes else '':>9}" if sizes else ""
         note = f"  {notes[label]}" if label in notes else ""
         print(f"  {label:<{width}}  {count:>6}{size}{note}")
-
-
-def _size_text(nbytes):
-    from tqdm import tqdm  # tqdm's formatter, as the progress bar shows sizes
-    return tqdm.format_sizeof(nbytes or 0, suffix="B", divisor=1024)
 
 
 def _utc_text(iso):
@@ -213,7 +209,6 @@ def _utc_text(iso):
 
 def login(args):
     """``mastbulk login``: read a token (hidden prompt or stdin), check it, store it in the keyring."""
-    import os
     from .auth import TOKEN_ENV, keyring_backend_name, login_and_store
     name = login_and_store(token_stdin=args.token_stdin, server=_server(args))
     print(f"Logged in as {name}; the token is stored in the OS keyring ({keyring_backend_name()})",
@@ -225,7 +220,6 @@ def login(args):
 
 def logout(args):
     """``mastbulk logout``: forget the token (``--forget`` deletes the stored one)."""
-    import os
     from .auth import TOKEN_ENV, forget_token
     if not args.forget:
         print("mastbulk keeps no token between commands; `mastbulk logout --forget` deletes the one "

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .errors import InputError
 from .logger import log
+from .partial import part_path
 
 __all__ = ["write_script", "write_script_for_jobs", "render_script", "shell_quote"]
 
@@ -335,7 +336,7 @@ def write_script(jobs, path, *, download_dir=None, parallel=1):
     refused = sum(bool(job.refused) for job in jobs)
     if refused:
         log.warning("%d product(s) with names unsafe as local paths are left out of %s", refused, path)
-    temporary = os.path.join(os.path.dirname(path) or ".", f".{os.path.basename(path)}.part")
+    temporary = part_path(path)
     descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o755)
     with open(descriptor, "w", encoding="utf-8", newline="\n") as out:
         out.write(text)

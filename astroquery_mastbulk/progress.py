@@ -124,7 +124,7 @@ class LineProgress:
     def file_done(self, result):
         """Print one line for a finished file: count, status, path, and size or message."""
         if result.status == "COMPLETE" and result.size is not None:
-            note = f" ({_size_text(result.size)})"
+            note = f" ({size_text(result.size)})"
         else:
             note = f": {result.message}" if result.message else ""
         with self._lock:
@@ -136,7 +136,18 @@ class LineProgress:
         """Nothing to finish."""
 
 
-def _size_text(nbytes):
+def size_text(nbytes):
+    """A byte count as the progress bar shows it (tqdm's formatter, powers of 1024).
+
+    Parameters
+    ----------
+    nbytes : int
+
+    Returns
+    -------
+    str
+        For example ``"5.62kB"``.
+    """
     from tqdm import tqdm
     return tqdm.format_sizeof(nbytes, suffix="B", divisor=1024)
 

@@ -322,6 +322,13 @@ def test_summary_json_with_sizes_and_exclusive_access(tmp_path, sample_path):
     assert "(11.2kB)" in text.stdout.splitlines()[0]
     assert "exclusive access: 1 product" in text.stdout and "  jw01_c_cal.fits" in text.stdout.splitlines()
 
+    mixed = mastbulk("summary", notification, sample_path, cwd=tmp_path)  # Public rows carry no size
+    assert mixed.returncode == 0 and "Traceback" not in mixed.stderr, mixed.stderr
+    public = next(line for line in mixed.stdout.splitlines() if line.split()[:1] == ["Public"])
+    new = next(line for line in mixed.stdout.splitlines() if line.split()[:1] == ["New"])
+    assert new.split()[1:3] == ["3", "8.44kB"]
+    assert public.split()[1] == "1" and not public.split()[2].endswith("B")  # blank, not a size
+
 
 # -- demo ------------------------------------------------------------------------------------------
 

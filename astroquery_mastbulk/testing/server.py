@@ -314,12 +314,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._simple(413 if length.isdigit() else 400, {"error": "bad request length"})
         raw = self.rfile.read(int(length)).decode("utf-8", "replace")
         fault = owner._take_fault(rec.endpoint, "POST")
-        if fault and fault.kind == "status":
-            status = int(fault.params.get("status", 500))
-            return self._simple(status, f"injected {status}\n".encode())
-        if fault and fault.kind == "429":
-            retry = str(fault.params.get("retry_after", 1))
-            return self._simple(429, b"too many requests\n", [("Retry-After", retry)])
+        if self._answer_error_fault(fault):
+            return None
         if fault and fault.kind == "slow":
             self._wake.wait(float(fault.params.get("delay", 1.0)))
         form = dict(urllib.parse.parse_qsl(raw, keep_blank_values=True))
@@ -355,6 +351,18 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         self._commit()
         self.wfile.write(payload)
 
+    def _answer_error_fault(self, fault):
+        """Answer a ``status`` or ``429`` fault in place of the request; True if it was one."""
+        if fault is None or fault.kind not in ("status", "429"):
+            return False
+        if fault.kind == "status":
+            status = int(fault.params.get("status", 500))
+            self._simple(status, f"injected {status}\n".encode())
+        else:
+            retry = str(fault.params.get("retry_after", 1))
+            self._simple(429, b"too many requests\n", [("Retry-After", retry)])
+        return True
+
     def _whoami(self, owner):
         token = _extract_token(self._record.headers)
         display = owner.tokens.get(token) if token is not None else None
@@ -372,13 +380,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             return self._simple(404, {"error": f"{name} not found"})
         fault = owner._take_fault(name, self.command)
         kind = fault.kind if fault else None
-        if kind == "status":
-            status = int(fault.params.get("status", 500))
-            return self._simple(status, f"injected {status}\n".encode())
-        if kind == "429":
-            retry = str(fault.params.get("retry_after", 1))
-            return self._simple(429, b"too many requests\n", [("Retry-After", retry)])
-        if self._refuse_unauthorized(owner, name):
+        if self._answer_error_fault(fault) or self._refuse_unauthorized(owner, name):
             return None
         if kind == "redirect":
             to = fault.params["to"]
