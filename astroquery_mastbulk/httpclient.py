@@ -26,6 +26,7 @@ from .errors import TransferError
 __all__ = ["HttpClient", "Stopped", "Retryable", "BODY_ERRORS", "raise_for_status", "resume_point", "reason"]
 
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
+_AUTH_STATUSES = frozenset({401, 403})
 _PARSE_RETRY_AFTER = Retry(total=0).parse_retry_after
 _TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
 #: What reading a body raises when its connection breaks.
@@ -65,6 +66,7 @@ class HttpClient:
         self._stop = stop
         # Built once: the settings are frozen, and urllib3 copies a Timeout per request anyway.
         self._timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
+        self._base_headers = {"User-Agent": settings.user_agent, "X-Mastbulk-Pid": str(os.getpid())}
         self._managers = {}  # proxy URL (None: direct) -> urllib3 pool manager
         self._routes = {}  # (scheme, host:port) -> its pool manager
         self._lock = threading.Lock()
@@ -90,7 +92,7 @@ class HttpClient:
                 self._routes[origin] = manager
         return manager
 
-    def request(self, method, url, headers=None):
+    def request(self, method, url, headers=None, *, anonymous=False):
         """Send one request, following redirects ourselves so every hop gets only its own headers.
 
         Parameters
@@ -101,6 +103,9 @@ class HttpClient:
             Where to send it.
         headers : dict, optional
             Extra headers of this request (such as Range); the shared pools never hold any.
+        anonymous : bool, optional
+            Ask each hop without credentials first, and again with them (if ``authorize`` gives
+            any) only when it answers 401 or 403.
 
         Returns
         -------
@@ -117,25 +122,33 @@ class HttpClient:
             On more than ``max_redirects`` redirects.
         """
         for _hop in range(self.settings.max_redirects + 1):
-            hop_headers = {"User-Agent": self.settings.user_agent, "X-Mastbulk-Pid": str(os.getpid()),
-                           **(headers or {}), **self._authorize(url)}  # per request: nothing shared
-            if self._stop.is_set():
-                raise Stopped()
-            try:
-                raw = self._manager(url).urlopen(method, url, headers=hop_headers, redirect=False,
-                                                 retries=False, preload_content=False, decode_content=False,
-                                                 timeout=self._timeout)
-            except _TRANSPORT_ERRORS as err:
-                if self._stop.is_set():  # our own interrupt cut the connection
-                    raise Stopped() from err
-                raise Retryable(reason(err), url=url) from err
-            response = _Response(raw, url, self._stop)
+            hop_headers = {**self._base_headers, **(headers or {})}  # per request: nothing shared
+            credentials = {} if anonymous else self._authorize(url)
+            response = self._send(method, url, {**hop_headers, **credentials})
+            if anonymous and response.status_code in _AUTH_STATUSES:
+                credentials = self._authorize(url)  # only now: a public file never opens the keyring
+                if credentials:
+                    response.close()
+                    response = self._send(method, url, {**hop_headers, **credentials})
             if not response.is_redirect:
                 return response
             location = response.headers.get("Location", "")
             response.close()
             url = urljoin(url, location)
         raise TransferError(f"more than {self.settings.max_redirects} redirects", url=url)
+
+    def _send(self, method, url, headers):
+        if self._stop.is_set():
+            raise Stopped()
+        try:
+            raw = self._manager(url).urlopen(method, url, headers=headers, redirect=False, retries=False,
+                                             preload_content=False, decode_content=False,
+                                             timeout=self._timeout)
+        except _TRANSPORT_ERRORS as err:
+            if self._stop.is_set():  # our own interrupt cut the connection
+                raise Stopped() from err
+            raise Retryable(reason(err), url=url) from err
+        return _Response(raw, url, self._stop)
 
     def interrupt(self):
         """Cut every connection, and any opened from now on: reads blocked on them return at once.

@@ -41,7 +41,8 @@ class DownloadJob:
         replace_before = None
         if (self.row.event_type or "").lower() == "reprocessed" and self.row.archived_date:
             replace_before = self.row.archived_date.timestamp()
-        return Transfer(url=self.url, path=self.path, replace_if_older_than=replace_before)
+        public = getattr(self.row, "public_release_date", None) is not None and not self.needs_token
+        return Transfer(url=self.url, path=self.path, replace_if_older_than=replace_before, anonymous=public)
 
 
 def unsafe_name_reason(value, field):

@@ -85,13 +85,16 @@ class Transfer:
     ``replace_if_older_than`` (POSIX time) marks a local copy modified before it as stale: it is
     fetched again even when its size matches (the archive reprocessed the file). ``refetch``
     marks a local copy known to have been modified since it was fetched: it is fetched again
-    unless another run rewrites it first.
+    unless another run rewrites it first. ``anonymous`` marks a file the archive lists as public:
+    it is asked for without credentials, and with them only if the server refuses (401 or 403),
+    so a run of public files neither sends the token nor opens the keyring.
     """
 
     url: str
     path: Path
     replace_if_older_than: float = None
     refetch: bool = False
+    anonymous: bool = False
 
 
 @dataclass
@@ -245,7 +248,7 @@ class Downloader:
     def _check_cached(self, transfer, path):
         if self._check is not None and self._check(path) is not None:
             return None  # corrupt on disk: fetch it again
-        with self._http.request("HEAD", transfer.url) as response:
+        with self._http.request("HEAD", transfer.url, anonymous=transfer.anonymous) as response:
             if response.status_code in (405, 501):
                 return None  # no HEAD here: let the GET decide
             raise_for_status(response)
@@ -260,7 +263,8 @@ class Downloader:
         url, fd = transfer.url, claim.fd
         offset = os.fstat(fd).st_size
         saved = read_meta(path) if offset else None
-        with self._http.request("GET", url, resume_headers(offset, saved)) as response:
+        with self._http.request("GET", url, resume_headers(offset, saved),
+                                anonymous=transfer.anonymous) as response:
             if response.status_code == 416 and offset:
                 truncate(fd)  # our partial is not a prefix of the server's file: start over
                 raise Retryable("server refused to resume; restarting", url=url, wait=0)

@@ -166,6 +166,57 @@ def test_valid_token_without_access_is_a_403_error(server, tmp_path):
     assert_file_matches(server, table["Local Path"][1])
 
 
+def test_public_rows_go_without_the_token_and_never_look_it_up(server, tmp_path, caplog):
+    # No token anywhere: a look-up would say so at info level. Public rows need none.
+    caplog.set_level(logging.DEBUG, logger="astroquery.mastbulk")
+    table = MastMissionsClass(mission="jwst").download_products(
+        [row("pub1_cal.fits", PAST), row("pub2_cal.fits", PAST)], download_dir=tmp_path, verbose=True)
+    assert list(table["Status"]) == ["COMPLETE"] * 2
+    assert "No MAST token found" not in caplog.text
+
+
+def test_public_rows_do_not_send_a_stored_token(server, tmp_path):
+    store(TOKEN)
+    server.set_file("eap_cal.fits", eap=True)
+    table = MastMissionsClass(mission="jwst").download_products(
+        [row("pub_cal.fits", PAST), row("eap_cal.fits", FUTURE), row("undated_cal.fits")],
+        download_dir=tmp_path, verbose=False)
+    assert list(table["Status"]) == ["COMPLETE"] * 3
+    assert authorization(server, "pub_cal.fits") == [None]
+    assert authorization(server, "eap_cal.fits") == [f"token {TOKEN}"]
+    assert authorization(server, "undated_cal.fits") == [f"token {TOKEN}"]  # unknown rights: as before
+
+
+@pytest.mark.parametrize("stored", [True, False])
+def test_a_public_row_the_server_refuses_is_asked_again_with_the_token(server, tmp_path, stored):
+    # The notification said public, the archive says exclusive (an extended embargo): a 401
+    # costs one more request with the token, if there is one.
+    if stored:
+        store(TOKEN)
+    server.set_file("late_cal.fits", eap=True)
+    table = MastMissionsClass(mission="jwst").download_products(
+        [row("late_cal.fits", PAST)], download_dir=tmp_path, verbose=False)
+    if stored:
+        assert list(table["Status"]) == ["COMPLETE"]
+        assert authorization(server, "late_cal.fits") == [None, f"token {TOKEN}"]
+        assert_file_matches(server, table["Local Path"][0])
+    else:
+        assert list(table["Status"]) == ["ERROR"]
+        assert table["Message"][0].startswith("HTTP 401: this file needs authentication")
+        assert authorization(server, "late_cal.fits") == [None]
+
+
+def test_a_refusal_from_an_untrusted_host_is_not_answered_with_the_token(server, second_server, tmp_path):
+    store(TOKEN)
+    server.add_fault("moved_cal.fits", "redirect", to=second_server.url)
+    second_server.set_file("moved_cal.fits", eap=True)
+    table = MastMissionsClass(mission="jwst").download_products(
+        [row("moved_cal.fits", PAST)], download_dir=tmp_path, verbose=False)
+    assert list(table["Status"]) == ["ERROR"] and "HTTP 401" in table["Message"][0]
+    assert authorization(server, "moved_cal.fits") == [None]
+    assert authorization(second_server, "moved_cal.fits") == [None]
+
+
 # -- who may see it ----------------------------------------------------------------------------
 
 def test_redirect_to_another_host_drops_the_token(server, second_server, tmp_path):

@@ -61,5 +61,5 @@ def test_cli_download_path_imports_only_what_it_needs(server, tmp_path):
     for imported in (_imported(first.stderr), _imported(again.stderr)):
         assert "astroquery_mastbulk" in imported
         assert not imported & {"astropy", "astroquery", "numpy", "requests"}
-    # Nothing to send, so no token to find: the keyring (slow to open) is left closed.
-    assert "keyring" in _imported(first.stderr) and "keyring" not in _imported(again.stderr)
+    # Public files, then nothing to send: no token to find, so the keyring (slow to open) stays closed.
+    assert "keyring" not in _imported(first.stderr) | _imported(again.stderr)
