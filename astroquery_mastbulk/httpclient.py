@@ -68,17 +68,21 @@ class HttpClient:
         self._timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
         self._base_headers = {"User-Agent": settings.user_agent, "X-Mastbulk-Pid": str(os.getpid())}
         self._managers = {}  # proxy URL (None: direct) -> urllib3 pool manager
-        self._routes = {}  # (scheme, host:port) -> its pool manager
+        self._routes = {}  # (scheme, host:port) -> its connection pool, or its proxy's pool manager
         self._lock = threading.Lock()
         self._connections = _Connections()
         self._pool_classes = _pool_classes(self._connections)
 
-    def _manager(self, url):
-        """The pool manager for ``url``: direct, or through the proxy the environment names for it."""
+    def _route(self, url):
+        """``(opener, target)``: what sends a request for ``url``, and the URL or path to give it.
+
+        Direct routes go straight to the host's connection pool with the URL's path: the pool
+        manager would parse the URL and look the pool up again for every request.
+        """
         parts = urlsplit(url)
         origin = (parts.scheme, parts.netloc)
-        manager = self._routes.get(origin)  # the environment is read once per host, not per request
-        if manager is None:
+        route = self._routes.get(origin)  # the environment is read once per host, not per request
+        if route is None:
             proxy = _proxy_for(parts)
             with self._lock:
                 manager = self._managers.get(proxy)
@@ -89,8 +93,10 @@ class HttpClient:
                                else urllib3.PoolManager(**options))
                     manager.pool_classes_by_scheme = self._pool_classes
                     self._managers[proxy] = manager
-                self._routes[origin] = manager
-        return manager
+                route = self._routes[origin] = manager if proxy else manager.connection_from_url(url)
+        if isinstance(route, urllib3.PoolManager):  # through a proxy: it needs the whole URL
+            return route, url
+        return route, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
 
     def request(self, method, url, headers=None, *, anonymous=False):
         """Send one request, following redirects ourselves so every hop gets only its own headers.
@@ -141,9 +147,9 @@ class HttpClient:
         if self._stop.is_set():
             raise Stopped()
         try:
-            raw = self._manager(url).urlopen(method, url, headers=headers, redirect=False, retries=False,
-                                             preload_content=False, decode_content=False,
-                                             timeout=self._timeout)
+            opener, target = self._route(url)
+            raw = opener.urlopen(method, target, headers=headers, redirect=False, retries=False,
+                                 preload_content=False, decode_content=False, timeout=self._timeout)
         except _TRANSPORT_ERRORS as err:
             if self._stop.is_set():  # our own interrupt cut the connection
                 raise Stopped() from err

@@ -79,6 +79,7 @@ class Ledger:
         self._disabled = False
         self._entries = None
         self._root = None  # the folder's absolute path, with a trailing separator
+        self._cwd = None  # the working directory when the first path was resolved
         self._pending = []  # records not yet written
         self._timer = None  # writes the pending records a second after the first of them
 
@@ -194,9 +195,11 @@ class Ledger:
         # A prefix test rather than os.path.relpath, which costs 4 abspath calls: this runs
         # several times per file, and a no-op re-run of 10,000 files is all ledger look-ups.
         if self._root is None:
-            root = os.path.abspath(self.folder)
+            self._cwd = os.getcwd()  # once: abspath would ask the OS again for every file
+            root = os.path.join(self._cwd, self.folder)
+            root = os.path.normpath(root)
             self._root = os.path.normcase(root if root.endswith(os.sep) else root + os.sep)
-        full = os.path.abspath(path)
+        full = os.path.normpath(os.path.join(self._cwd, path))
         if not os.path.normcase(full).startswith(self._root):
             return None
         return full[len(self._root):].replace(os.sep, "/") or None

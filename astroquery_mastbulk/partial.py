@@ -22,21 +22,26 @@ except ImportError:  # Windows: no flock; runs into one folder are then not coor
     fcntl = None
 
 __all__ = ["part_path", "meta_path", "Claim", "validators", "changed", "resume_headers", "read_meta",
-           "write_meta", "signature", "same_file", "truncate", "remove", "os_reason"]
+           "write_meta", "remove_meta", "signature", "same_file", "truncate", "remove", "os_reason"]
 
 _LOCK_POLL = 0.05
+_OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
 
 
 def part_path(path):
     """The temporary sibling that holds a file's bytes until it is complete (dot-named: hidden)."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.part")
+    return Path(_sibling(path, ".part"))
 
 
 def meta_path(path):
     """Where the server's validators of a partial file are kept (beside it, dot-named)."""
-    path = Path(path)
-    return path.with_name(f".{path.name}.part.json")
+    return Path(_sibling(path, ".part.json"))
+
+
+def _sibling(path, suffix):
+    # Plain strings: the engine builds these for every file, and pathlib parses each one again.
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(folder, f".{name}{suffix}")
 
 
 class Claim:
@@ -57,8 +62,8 @@ class Claim:
     """
 
     def __init__(self, path, sleep):
-        self.path = Path(path)
-        self.part = part_path(path)
+        self.path = os.fspath(path)
+        self.part = _sibling(self.path, ".part")
         self.fd = None
         self._sleep = sleep
 
@@ -66,15 +71,8 @@ class Claim:
         """Open and lock the partial, waiting while another run holds it; True if newly acquired."""
         if self.fd is not None:
             return False
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-        except OSError as err:
-            raise TransferError(f"cannot create {self.path.parent}: {os_reason(err)}") from err
         while self.fd is None:
-            try:
-                fd = os.open(self.part, os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0), 0o666)
-            except OSError as err:
-                raise TransferError(f"cannot write {self.path}: {os_reason(err)}") from err
+            fd = self._open()
             try:
                 self._lock(fd)
             except BaseException:
@@ -85,6 +83,23 @@ class Claim:
             else:
                 os.close(fd)
         return True
+
+    def _open(self):
+        # Open first, create the folder only if missing: most files land in a folder that exists.
+        try:
+            return os.open(self.part, _OPEN_FLAGS, 0o666)
+        except FileNotFoundError:
+            folder = os.path.dirname(self.part)
+            try:
+                os.makedirs(folder, exist_ok=True)
+            except OSError as err:
+                raise TransferError(f"cannot create {folder}: {os_reason(err)}") from err
+        except OSError as err:
+            raise TransferError(f"cannot write {self.path}: {os_reason(err)}") from err
+        try:
+            return os.open(self.part, _OPEN_FLAGS, 0o666)
+        except OSError as err:
+            raise TransferError(f"cannot write {self.path}: {os_reason(err)}") from err
 
     def commit(self, fsync=True):
         """Rename the complete partial into place, its bytes on disk first if ``fsync``."""
@@ -111,9 +126,9 @@ class Claim:
         if fd is None:
             return
         try:
-            if not keep and same_file(fd, self.part) and os.fstat(fd).st_size == 0:
+            if not keep and os.fstat(fd).st_size == 0 and same_file(fd, self.part):
                 remove(self.part)
-                remove(meta_path(self.path))
+                remove(_sibling(self.path, ".part.json"))
         finally:
             os.close(fd)
 
@@ -146,7 +161,8 @@ def resume_headers(offset, saved):
 def read_meta(path):
     """The validators saved beside the partial of ``path``, or None."""
     try:
-        saved = json.loads(meta_path(path).read_text(encoding="utf-8"))
+        with open(_sibling(path, ".part.json"), encoding="utf-8") as file:
+            saved = json.load(file)
     except (OSError, ValueError):
         return None  # no (readable) validators: the partial is resumed on length alone
     return saved if isinstance(saved, dict) else None
@@ -155,7 +171,8 @@ def read_meta(path):
 def write_meta(path, found, url):
     """Save the validators ``found`` beside the partial of ``path``."""
     try:
-        meta_path(path).write_text(json.dumps(found), encoding="utf-8")
+        with open(_sibling(path, ".part.json"), "w", encoding="utf-8") as file:
+            json.dump(found, file)
     except OSError as err:
         raise TransferError(f"cannot write {path}: {os_reason(err)}", url=url) from err
 
@@ -188,6 +205,11 @@ def truncate(fd):
         os.ftruncate(fd, 0)
     except OSError:
         pass  # the partial is then resumed or restarted by the next attempt; nothing more to do
+
+
+def remove_meta(path):
+    """Remove the validators saved beside the partial of ``path``, if any."""
+    remove(_sibling(path, ".part.json"))
 
 
 def remove(path):

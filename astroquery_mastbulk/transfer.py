@@ -20,7 +20,7 @@ from pathlib import Path
 
 from .errors import TransferError
 from .httpclient import BODY_ERRORS, HttpClient, Retryable, Stopped, raise_for_status, reason, resume_point
-from .partial import (Claim, changed, meta_path, os_reason, part_path, read_meta, remove, resume_headers,
+from .partial import (Claim, changed, meta_path, os_reason, part_path, read_meta, remove_meta, resume_headers,
                       signature, truncate, validators, write_meta)
 
 __all__ = ["EngineSettings", "Transfer", "TransferResult", "Downloader", "part_path", "meta_path",
@@ -195,7 +195,7 @@ class Downloader:
 
     # -- one file ------------------------------------------------------------------------------
     def _fetch(self, transfer):
-        path = Path(transfer.path)
+        path = os.fspath(transfer.path)  # a string: os calls take it as is, pathlib parses it each time
         claim = Claim(path, self._sleep)
         try:
             return self._with_retries(transfer, lambda: self._attempt(transfer, path, claim))
@@ -243,7 +243,7 @@ class Downloader:
     @staticmethod
     def _is_stale(transfer, path):
         limit = transfer.replace_if_older_than
-        return limit is not None and path.stat().st_mtime < limit
+        return limit is not None and os.stat(path).st_mtime < limit
 
     def _check_cached(self, transfer, path):
         if self._check is not None and self._check(path) is not None:
@@ -253,7 +253,7 @@ class Downloader:
                 return None  # no HEAD here: let the GET decide
             raise_for_status(response)
             length = response.headers.get("Content-Length")
-        local = path.stat().st_size
+        local = os.stat(path).st_size
         if length is not None and int(length) == local:
             return TransferResult(transfer, SKIPPED, "already on disk with the server's size", 0, local,
                                   response.status_code)
@@ -261,7 +261,7 @@ class Downloader:
 
     def _get(self, transfer, path, claim):
         url, fd = transfer.url, claim.fd
-        offset = os.fstat(fd).st_size
+        on_disk = offset = os.fstat(fd).st_size
         saved = read_meta(path) if offset else None
         with self._http.request("GET", url, resume_headers(offset, saved),
                                 anonymous=transfer.anonymous) as response:
@@ -279,7 +279,7 @@ class Downloader:
                 # A body of one chunk is written whole or not at all: no partial of it to resume.
                 write_meta(path, found, url)
             digest = _Digest.of(response, fd, offset)
-            received = self._stream(response, fd, offset, digest, path, url)
+            received = self._stream(response, fd, offset, on_disk, digest, path, url)
         size = offset + received
         if total is not None and size != total:
             raise Retryable(f"short body: got {size} of {total} bytes", url=url)
@@ -289,30 +289,30 @@ class Downloader:
         except OSError as err:
             truncate(claim.fd)  # None once a Windows commit closed it
             raise TransferError(f"cannot write {path}: {os_reason(err)}", url=url) from err
-        remove(meta_path(path))
+        remove_meta(path)
         return TransferResult(transfer, COMPLETE, None, received, size, response.status_code)
 
-    def _stream(self, response, fd, offset, digest, path, url):
-        """Write the body into the locked partial ``fd`` from ``offset``; return the bytes received."""
+    def _stream(self, response, fd, offset, on_disk, digest, path, url):
+        """Write the body into the locked partial ``fd`` (``on_disk`` bytes long) from ``offset``;
+        return the bytes received."""
         if self._progress is not None and response.headers.get("Content-Length"):
             self._progress.add_total(int(response.headers["Content-Length"]))
         received = 0
         try:
-            with open(fd, "r+b", closefd=False) as out:
-                out.seek(offset)
-                if os.fstat(fd).st_size > offset:
-                    # Only when there is something to cut: on ext4, truncating even an empty file
-                    # makes its close flush the whole new file to the disk (auto_da_alloc).
-                    out.truncate()
-                for chunk in response.iter_content(chunk_size=self.settings.chunk_size):
-                    if self._stop.is_set():
-                        raise Stopped()
-                    out.write(chunk)
-                    if digest is not None:
-                        digest.update(chunk)
-                    received += len(chunk)
-                    if self._progress is not None:
-                        self._progress.add_bytes(len(chunk))
+            if on_disk > offset:
+                # Only when there is something to cut: on ext4, truncating even an empty file
+                # makes its close flush the whole new file to the disk (auto_da_alloc).
+                os.ftruncate(fd, offset)
+            os.lseek(fd, offset, os.SEEK_SET)
+            for chunk in response.iter_content(chunk_size=self.settings.chunk_size):
+                if self._stop.is_set():
+                    raise Stopped()
+                _write_all(fd, chunk)
+                if digest is not None:
+                    digest.update(chunk)
+                received += len(chunk)
+                if self._progress is not None:
+                    self._progress.add_bytes(len(chunk))
         except BODY_ERRORS as err:
             if self._stop.is_set():
                 raise Stopped() from err
@@ -333,6 +333,14 @@ class Downloader:
         if problem:
             truncate(fd)
             raise _Corrupt(problem, url=url)
+
+
+def _write_all(fd, data):
+    # os.write on the descriptor: a buffered file object around it would cost an isatty probe and
+    # three seeks per file, and buffer nothing (chunks are large).
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
 
 
 class _Digest:

@@ -305,3 +305,22 @@ def test_ctrl_c_stops_promptly_and_keeps_partials(server, tmp_path):
     assert err.count("Traceback") == 0
     assert leftovers(tmp_path)  # kept for the next run
     assert not any(p.name.startswith("slow") for p in tmp_path.rglob("slow*_cal.fits"))
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_http_proxy_from_the_environment(server, second_server, tmp_path, monkeypatch, bypass):
+    # The second loopback server stands in for a forward proxy: it answers absolute-form requests.
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", second_server.url)
+    if bypass:
+        monkeypatch.setenv("no_proxy", "127.0.0.1")
+    manifest = MastMissions.download_products(rows(2), download_dir=tmp_path, verbose=False)
+    assert list(manifest["Status"]) == ["COMPLETE"] * 2
+    for path in manifest["Local Path"]:
+        assert_file_matches(server, path)
+    through, direct = (second_server, server) if not bypass else (server, second_server)
+    assert len(through.requests(method="GET")) == 2 and direct.requests() == []
+    if not bypass:
+        host = server.url.split("//", 1)[1]
+        assert all(r.headers["host"] == host for r in second_server.requests())  # meant for the origin
