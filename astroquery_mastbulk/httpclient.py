@@ -87,7 +87,9 @@ class HttpClient:
             with self._lock:
                 manager = self._managers.get(proxy)
                 if manager is None:
-                    options = {"num_pools": 16, "maxsize": int(self.settings.max_workers), "block": False,
+                    # Blocking pools of max_workers connections per host: the engine runs more
+                    # workers than that, and the extra ones wait here for a free connection.
+                    options = {"num_pools": 16, "maxsize": int(self.settings.max_workers), "block": True,
                                "retries": False, "ca_certs": _ca_bundle()}
                     manager = (urllib3.ProxyManager(proxy, **options) if proxy
                                else urllib3.PoolManager(**options))
@@ -203,7 +205,10 @@ class _Response:
         remaining = self.raw.length_remaining
         if remaining is not None and remaining <= _DRAIN_LIMIT and not self._stop.is_set():
             self.raw.drain_conn()  # back to the pool once read
-        self.raw.close()
+        self.raw.close()  # closes the connection, unless it went back to the pool whole
+        # Give the pool its slot back even for a closed connection (the next request reconnects):
+        # the pool blocks when every slot is taken, so a slot never returned would be lost.
+        self.raw.release_conn()
 
 
 class _Connections:

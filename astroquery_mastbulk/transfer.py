@@ -27,6 +27,7 @@ __all__ = ["EngineSettings", "Transfer", "TransferResult", "Downloader", "part_p
            "COMPLETE", "SKIPPED", "ERROR"]
 
 COMPLETE, SKIPPED, ERROR = "COMPLETE", "SKIPPED", "ERROR"
+_WORKERS_PER_CONNECTION = 2
 #: A body that arrives whole but fails its checksum is fetched at most this many times.
 _CORRUPT_ATTEMPTS = 3
 
@@ -38,7 +39,7 @@ class EngineSettings:
     Attributes
     ----------
     max_workers : int
-        Files transferred at once (one pooled connection each).
+        Files transferred at once: at most this many connections per host.
     connect_timeout, read_timeout : float
         Seconds to wait for a connection, and for the server between two reads.
     retries : int
@@ -157,7 +158,10 @@ class Downloader:
         transfers = list(transfers)
         if not transfers:
             return []
-        workers = min(int(self.settings.max_workers), len(transfers))
+        # Twice as many workers as connections: while one worker waits for the network, another
+        # prepares its file (folder, lock) or finishes one (rename, ledger), and takes the connection
+        # as soon as it is free, instead of leaving it idle for that work (about 2.5 ms per file).
+        workers = min(_WORKERS_PER_CONNECTION * int(self.settings.max_workers), len(transfers))
         executor = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="mastbulk")
         try:
             futures = [executor.submit(self._run_one, transfer) for transfer in transfers]

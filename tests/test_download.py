@@ -6,6 +6,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 
 import pytest
@@ -324,3 +325,38 @@ def test_http_proxy_from_the_environment(server, second_server, tmp_path, monkey
     if not bypass:
         host = server.url.split("//", 1)[1]
         assert all(r.headers["host"] == host for r in second_server.requests())  # meant for the origin
+
+
+def test_never_more_connections_than_max_workers(server, tmp_path):
+    # The engine runs twice as many workers as connections (to prepare and finish files while
+    # others transfer); the connections themselves stay capped at max_workers.
+    server.latency = 0.05
+    try:
+        manifest = MastMissions.download_products(rows(24), download_dir=tmp_path, max_workers=3,
+                                                  verbose=False)
+    finally:
+        server.latency = 0.0
+    assert set(manifest["Status"]) == {"COMPLETE"}
+    assert server.max_concurrency() == 3
+    assert len({r.client for r in server.requests()}) == 3
+
+
+def test_an_abandoned_response_gives_its_connection_back(server):
+    # With one connection per host, a response closed before its body was read must return its
+    # pool slot, or the next request would wait for it forever.
+    from astroquery_mastbulk.httpclient import HttpClient
+    from astroquery_mastbulk.transfer import EngineSettings
+    server.set_file("big_cal.fits", size=4 << 20)
+    client = HttpClient(EngineSettings(max_workers=1, read_timeout=5), lambda url: {}, threading.Event())
+    url = f"{server.url}/search/jwst/api/v0.1/retrieve_product?product_name=big_cal.fits"
+    outcome = []
+
+    def twice():
+        for _ in range(2):
+            with client.request("GET", url) as response:
+                outcome.append(response.status_code)  # closed with ~4 MiB unread
+    worker = threading.Thread(target=twice, daemon=True)
+    worker.start()
+    worker.join(timeout=10)
+    client.close()
+    assert not worker.is_alive() and outcome == [200, 200]
