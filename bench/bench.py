@@ -42,7 +42,7 @@ WORKERS = 8  # every parallel tool gets this many connections
 MISSION = "jwst"
 SERVER_START_TIMEOUT = 30.0
 
-TOOLS = ("mastbulk", "python", "astroquery", "curl-parallel", "aria2c", "curl-script")
+TOOLS = ("mastbulk", "python", "astroquery", "curl-parallel", "aria2c", "curl-script", "python-floor")
 TOOL_LABELS = {
     "mastbulk": "mastbulk download (CLI process)",
     "python": "MastMissions.download_products (in Python)",
@@ -50,6 +50,7 @@ TOOL_LABELS = {
     "curl-parallel": f"curl --parallel --parallel-max {WORKERS}",
     "aria2c": f"aria2c -j {WORKERS}",
     "curl-script": "MAST-Portal-style curl script (sequential)",
+    "python-floor": f"reference: bare stdlib Python client, {WORKERS} threads (python_floor.py)",
 }
 PACKAGE_TOOLS = ("mastbulk", "python")
 
@@ -244,6 +245,12 @@ def tool_command(tool, ctx):
         return ["aria2c", "-j", str(WORKERS), "--max-connection-per-server=1", "--allow-overwrite=true",
                 "--auto-file-renaming=false", "--console-log-level=warn", "--summary-interval=0",
                 "--download-result=hide", "--quiet=true", "--input-file", str(listing)]
+    if tool == "python-floor":
+        listing = ctx["inputs"] / "python-floor.json"
+        listing.write_text(json.dumps([[product_url(server, row), str(product_path(folder, row))]
+                                       for row in rows]))
+        floor_client = Path(__file__).with_name("python_floor.py")
+        return [sys.executable, "-S", "-E", str(floor_client), str(listing), str(WORKERS)]
     if tool == "curl-script":
         script = ctx["inputs"] / "get.sh"
         lines = ["#!/bin/bash", "# one curl per file, as the MAST Portal's download script does"]
@@ -518,6 +525,11 @@ def ratios(results, specs):
         add("B: mastbulk re-run process s", wall("B", "mastbulk", "process"), "< 1", lambda v: v < 1)
     if wall("B", "python") is not None:
         add("B: Python call re-run HTTP requests", wall("B", "python", "requests"), "0", lambda v: v == 0)
+    for key in ("A", "C"):  # what no Python process does better: the reference client against curl
+        bare, curl = wall(key, "python-floor"), wall(key, "curl-parallel")
+        if bare and curl:
+            add(f"{key}: bare Python client / curl --parallel (reference)", bare / curl, "(info)",
+                lambda v: True)
     c_cli, c_curl = wall("C", "mastbulk"), wall("C", "curl-parallel")
     if c_cli and c_curl:
         add("C: mastbulk process / curl --parallel", c_cli / c_curl, "<= 1.5", lambda v: v <= 1.5)

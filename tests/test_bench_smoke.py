@@ -22,7 +22,7 @@ def test_bench_smoke_runs_every_installed_tool_and_verifies_every_file(tmp_path)
     assert "| scenario | tool |" in done.stdout and "| target | value |" in done.stdout
     figures = json.loads(report.read_text())
 
-    expected = {"mastbulk", "python", "astroquery"}
+    expected = {"mastbulk", "python", "astroquery", "python-floor"}
     if shutil.which("curl"):
         expected |= {"curl-parallel", "curl-script"}
     if shutil.which("aria2c"):
