@@ -14,6 +14,7 @@ instead of after the read timeout.
 import http.client
 import os
 import socket
+import ssl
 import threading
 import weakref
 from urllib.parse import urljoin, urlsplit
@@ -155,6 +156,9 @@ class HttpClient:
         except _TRANSPORT_ERRORS as err:
             if self._stop.is_set():  # our own interrupt cut the connection
                 raise Stopped() from err
+            if _certificate_failure(err):  # as curl: the server will not become trustworthy by retrying
+                raise TransferError(f"{reason(err)}; if your site inspects HTTPS, set REQUESTS_CA_BUNDLE "
+                                    "to its CA bundle", url=url) from err
             raise Retryable(reason(err), url=url) from err
         return _Response(raw, url, self._stop)
 
@@ -274,6 +278,18 @@ def _pool_classes(connections):
                           {"connections": connections})
         classes[scheme] = type(pool.__name__, (pool,), {"ConnectionCls": connection})
     return classes
+
+
+def _certificate_failure(err):
+    """Whether ``err`` (urllib3 wraps the ssl module's errors) is a failed certificate check."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, ssl.SSLCertVerificationError):
+            return True
+        seen.add(id(err))
+        wrapped = err.args[0] if err.args and isinstance(err.args[0], BaseException) else None
+        err = wrapped or err.__cause__ or err.__context__
+    return False
 
 
 def _proxy_for(parts):

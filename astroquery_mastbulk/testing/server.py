@@ -530,6 +530,8 @@ class MastServer:
         Valid tokens mapped to their display names.
     send_checksums : bool, optional
         Send ``X-Checksum-Sha256`` for every file.
+    tls : ssl.SSLContext, optional
+        A server-side context (certificate and key loaded): serve HTTPS with it.
 
     Examples
     --------
@@ -539,8 +541,9 @@ class MastServer:
     """
 
     def __init__(self, host="127.0.0.1", port=0, latency=0.0, default_size=None,
-                 tokens=None, send_checksums=False):
+                 tokens=None, send_checksums=False, tls=None):
         self.host, self.port = host, port
+        self.tls = tls
         self.latency = latency
         self.default_size = default_size
         self.tokens = dict(tokens or {})
@@ -567,8 +570,8 @@ class MastServer:
 
     @property
     def url(self):
-        """Base URL, ``http://HOST:PORT`` (no trailing slash)."""
-        return f"http://{self.host}:{self.port}"
+        """Base URL, ``http://HOST:PORT`` or ``https://...`` (no trailing slash)."""
+        return f"{'https' if self.tls else 'http'}://{self.host}:{self.port}"
 
     def start(self):
         """Bind and serve in a daemon thread; returns ``self``."""
@@ -576,6 +579,10 @@ class MastServer:
             return self
         self._httpd = _HTTPServer((self.host, self.port), _Handler, self)
         self.port = self._httpd.server_address[1]
+        if self.tls is not None:
+            # The handshake happens in each connection's thread, at its first read, not in accept().
+            self._httpd.socket = self.tls.wrap_socket(self._httpd.socket, server_side=True,
+                                                      do_handshake_on_connect=False)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
                                         kwargs={"poll_interval": 0.05},
                                         name=f"MastServer:{self.port}", daemon=True)
