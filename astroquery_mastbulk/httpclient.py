@@ -1,38 +1,34 @@
-"""HTTP requests for the engine: pooled connections, proxies, redirects, statuses.
+"""HTTP requests for the engine: routes (direct or by proxy), redirects, credentials, statuses.
 
-urllib3 directly, not requests: requests adds ~2 ms of CPU per request here (environment proxies,
-cookies, hooks), which at 8 workers on loopback costs more than the transfers, and its import
-slows the command's start. What requests did for us is kept: proxies from the environment,
-certifi's CA bundle (or REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE). ``Retry`` parses Retry-After for us;
-retrying itself is the engine's (`~astroquery_mastbulk.transfer`), which resumes from the disk.
+Not requests: requests adds ~2 ms of CPU per request here (environment proxies, cookies, hooks),
+which at 8 workers on loopback costs more than the transfers, and its import slows the command's
+start. What requests did for us is kept: proxies from the environment, certifi's CA bundle (or
+REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE). Connections are kept in `~astroquery_mastbulk.pools`;
+retrying is the engine's (`~astroquery_mastbulk.transfer`), which resumes from the disk.
 
 Every connection the client opens is known to it, so that `HttpClient.interrupt` can shut their
 sockets down: a worker blocked in a read (a server slow to send headers or body) wakes at once,
 instead of after the read timeout.
 """
 
+import email.utils
 import http.client
 import os
-import socket
 import ssl
 import threading
-import weakref
+import time
 from urllib.parse import urljoin, urlsplit
 
-import urllib3
-from urllib3.util.retry import Retry
-
 from .errors import TransferError
+from .pools import BodyError, Connections, DirectPool, ProxyRoute, is_redirect
 
 __all__ = ["HttpClient", "Stopped", "Retryable", "BODY_ERRORS", "raise_for_status", "resume_point", "reason"]
 
 _RETRY_STATUS = frozenset({429, 500, 502, 503, 504})
 _AUTH_STATUSES = frozenset({401, 403})
-_PARSE_RETRY_AFTER = Retry(total=0).parse_retry_after
-_TRANSPORT_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, OSError)
+_TRANSPORT_ERRORS = (http.client.HTTPException, OSError)
 #: What reading a body raises when its connection breaks.
-BODY_ERRORS = (urllib3.exceptions.HTTPError, http.client.HTTPException, ConnectionError)
-_DRAIN_LIMIT = 1 << 16  # bytes of an unread body worth reading to keep its connection
+BODY_ERRORS = (BodyError,)
 
 
 class Stopped(Exception):
@@ -65,41 +61,39 @@ class HttpClient:
         self.settings = settings
         self._authorize = authorize
         self._stop = stop
-        # Built once: the settings are frozen, and urllib3 copies a Timeout per request anyway.
-        self._timeout = urllib3.Timeout(connect=settings.connect_timeout, read=settings.read_timeout)
         self._base_headers = {"User-Agent": settings.user_agent, "X-Mastbulk-Pid": str(os.getpid())}
-        self._managers = {}  # proxy URL (None: direct) -> urllib3 pool manager
-        self._routes = {}  # (scheme, host:port) -> its connection pool, or its proxy's pool manager
+        self._routes = {}  # (scheme, host:port) -> its DirectPool, or the ProxyRoute it goes through
+        self._proxies = {}  # proxy URL -> ProxyRoute
+        self._tls = None
         self._lock = threading.Lock()
-        self._connections = _Connections()
-        self._pool_classes = _pool_classes(self._connections)
+        self._connections = Connections()
 
     def _route(self, url):
-        """``(opener, target)``: what sends a request for ``url``, and the URL or path to give it.
-
-        Direct routes go straight to the host's connection pool with the URL's path: the pool
-        manager would parse the URL and look the pool up again for every request.
-        """
+        """``(opener, target)``: what sends a request for ``url``, and the path or URL to give it."""
         parts = urlsplit(url)
         origin = (parts.scheme, parts.netloc)
         route = self._routes.get(origin)  # the environment is read once per host, not per request
         if route is None:
-            proxy = _proxy_for(parts)
             with self._lock:
-                manager = self._managers.get(proxy)
-                if manager is None:
-                    # Blocking pools of max_workers connections per host: the engine runs more
-                    # workers than that, and the extra ones wait here for a free connection.
-                    options = {"num_pools": 16, "maxsize": int(self.settings.max_workers), "block": True,
-                               "retries": False, "ca_certs": _ca_bundle()}
-                    manager = (urllib3.ProxyManager(proxy, **options) if proxy
-                               else urllib3.PoolManager(**options))
-                    manager.pool_classes_by_scheme = self._pool_classes
-                    self._managers[proxy] = manager
-                route = self._routes[origin] = manager if proxy else manager.connection_from_url(url)
-        if isinstance(route, urllib3.PoolManager):  # through a proxy: it needs the whole URL
+                route = self._routes.get(origin) or self._new_route(parts)
+                self._routes[origin] = route
+        if isinstance(route, ProxyRoute):  # a proxy needs the whole URL
             return route, url
         return route, (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+
+    def _new_route(self, parts):
+        size = int(self.settings.max_workers)
+        proxy = _proxy_for(parts)
+        if proxy:
+            if proxy not in self._proxies:
+                self._proxies[proxy] = ProxyRoute(proxy, size, self.settings, self._connections, _ca_bundle())
+            return self._proxies[proxy]
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise TransferError(f"cannot download from {parts.geturl()!r}: not an http(s) URL")
+        if parts.scheme == "https" and self._tls is None:
+            self._tls = ssl.create_default_context(cafile=_ca_bundle())
+        return DirectPool(parts.scheme, parts.hostname, parts.port, size, self.settings, self._connections,
+                          self._stop, self._tls if parts.scheme == "https" else None)
 
     def request(self, method, url, headers=None, *, anonymous=False):
         """Send one request, following redirects ourselves so every hop gets only its own headers.
@@ -151,8 +145,7 @@ class HttpClient:
             raise Stopped()
         try:
             opener, target = self._route(url)
-            raw = opener.urlopen(method, target, headers=headers, redirect=False, retries=False,
-                                 preload_content=False, decode_content=False, timeout=self._timeout)
+            raw = opener.urlopen(method, target, headers)
         except _TRANSPORT_ERRORS as err:
             if self._stop.is_set():  # our own interrupt cut the connection
                 raise Stopped() from err
@@ -173,13 +166,13 @@ class HttpClient:
     def close(self):
         """Close every pooled connection."""
         with self._lock:
-            managers, self._managers, self._routes = list(self._managers.values()), {}, {}
-        for manager in managers:
-            manager.clear()
+            routes, self._routes, self._proxies = set(self._routes.values()), {}, {}
+        for route in routes:
+            route.close()
 
 
 class _Response:
-    """A streamed urllib3 response, read through the names of ``requests.Response`` the engine uses."""
+    """A streamed response, read through the names of ``requests.Response`` the engine uses."""
 
     def __init__(self, raw, url, stop):
         self.raw, self.url, self._stop = raw, url, stop
@@ -187,10 +180,7 @@ class _Response:
     status_code = property(lambda self: self.raw.status)
     headers = property(lambda self: self.raw.headers)
     reason = property(lambda self: self.raw.reason)
-
-    @property
-    def is_redirect(self):
-        return self.raw.status in (301, 302, 303, 307, 308) and "Location" in self.raw.headers
+    is_redirect = property(lambda self: is_redirect(self.raw))
 
     def __enter__(self):
         return self
@@ -201,83 +191,12 @@ class _Response:
 
     def iter_content(self, chunk_size):
         """The body as it arrives, undecoded (Range offsets count the bytes as sent)."""
-        return self.raw.stream(chunk_size, decode_content=False)
+        return self.raw.stream(chunk_size)
 
     def close(self):
         """Done with the response: a short unread rest (error page, redirect) is read so the
         connection is kept alive; a long one, or any after a stop, closes the connection."""
-        remaining = self.raw.length_remaining
-        if remaining is not None and remaining <= _DRAIN_LIMIT and not self._stop.is_set():
-            self.raw.drain_conn()  # back to the pool once read
-        self.raw.close()  # closes the connection, unless it went back to the pool whole
-        # Give the pool its slot back even for a closed connection (the next request reconnects):
-        # the pool blocks when every slot is taken, so a slot never returned would be lost.
-        self.raw.release_conn()
-
-
-class _Connections:
-    """The connections of one client, so that an interrupt can shut their sockets down.
-
-    Closing a socket does not wake a thread blocked reading it; ``shutdown`` does (the read returns
-    end-of-file), from any thread. The set is weak: connections the pools discard just drop out.
-    """
-
-    def __init__(self):
-        self._live = weakref.WeakSet()
-        self._lock = threading.Lock()
-        self._cut = False
-
-    def add(self, connection):
-        """Called by a connection once connected; cut at once if the client is interrupted."""
-        with self._lock:
-            if not self._cut:
-                self._live.add(connection)
-                return
-        _shut(connection)
-
-    def cut(self):
-        """Shut down every live connection, and from now on every new one."""
-        with self._lock:
-            self._cut = True
-            live = list(self._live)
-        for connection in live:
-            _shut(connection)
-
-
-def _shut(connection):
-    sock = connection.sock
-    if sock is None:
-        return
-    try:
-        # socket.socket's own shutdown, not SSLSocket's, which would also drop its TLS state
-        # under the feet of the thread reading it.
-        socket.socket.shutdown(sock, socket.SHUT_RDWR)
-    except OSError:
-        pass  # already closed
-
-
-class _Registered:
-    """Mixin for urllib3 connections: once connected, join the client's `_Connections`."""
-
-    connections = None  # set on the subclasses made by `_pool_classes`
-
-    def connect(self):
-        super().connect()
-        self.connections.add(self)
-
-
-def _pool_classes(connections):
-    """urllib3 pool classes by scheme whose connections register in ``connections``.
-
-    urllib3 has no hook for the connections a pool manager makes, but takes its pool classes,
-    which name their connection class: subclasses of both, per client, carry the registry.
-    """
-    classes = {}
-    for scheme, pool in urllib3.poolmanager.pool_classes_by_scheme.items():
-        connection = type(pool.ConnectionCls.__name__, (_Registered, pool.ConnectionCls),
-                          {"connections": connections})
-        classes[scheme] = type(pool.__name__, (pool,), {"ConnectionCls": connection})
-    return classes
+        self.raw.release(drain=not self._stop.is_set())
 
 
 def _certificate_failure(err):
@@ -330,12 +249,15 @@ def raise_for_status(response):
 
 
 def _retry_after(value):
-    if not value:
-        return None
+    """Seconds to wait from a Retry-After value (seconds, or an HTTP date); None if unusable."""
+    value = (value or "").strip()
+    if value.isdigit():
+        return float(value)
     try:
-        return _PARSE_RETRY_AFTER(value)
-    except Exception:  # an unparsable Retry-After is the server's bug: fall back to our backoff
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):  # an unparsable Retry-After is the server's bug: use our backoff
         return None
+    return max(0.0, when.timestamp() - time.time()) if when.tzinfo else None
 
 
 def resume_point(response, offset):
