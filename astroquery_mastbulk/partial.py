@@ -59,13 +59,16 @@ class Claim:
     sleep : callable
         ``sleep(seconds)`` between polls of a lock held by another run; it may raise to give up
         (the engine's raises when the run is interrupted).
+    folders : set, optional
+        Folders known to exist, shared by the claims of one run and added to as folders are made.
     """
 
-    def __init__(self, path, sleep):
+    def __init__(self, path, sleep, folders=None):
         self.path = os.fspath(path)
         self.part = _sibling(self.path, ".part")
         self.fd = None
         self._sleep = sleep
+        self._folders = folders if folders is not None else set()
 
     def acquire(self):
         """Open and lock the partial, waiting while another run holds it; True if newly acquired."""
@@ -85,21 +88,26 @@ class Claim:
         return True
 
     def _open(self):
-        # Open first, create the folder only if missing: most files land in a folder that exists.
+        folder = os.path.dirname(self.part)
+        if folder not in self._folders:  # made (or seen) once per run, not asked about per file
+            self._make(folder)
         try:
             return os.open(self.part, _OPEN_FLAGS, 0o666)
         except FileNotFoundError:
-            folder = os.path.dirname(self.part)
-            try:
-                os.makedirs(folder, exist_ok=True)
-            except OSError as err:
-                raise TransferError(f"cannot create {folder}: {os_reason(err)}") from err
+            self._make(folder)  # removed since: make it again
         except OSError as err:
             raise TransferError(f"cannot write {self.path}: {os_reason(err)}") from err
         try:
             return os.open(self.part, _OPEN_FLAGS, 0o666)
         except OSError as err:
             raise TransferError(f"cannot write {self.path}: {os_reason(err)}") from err
+
+    def _make(self, folder):
+        try:
+            os.makedirs(folder or os.curdir, exist_ok=True)
+        except OSError as err:
+            raise TransferError(f"cannot create {folder}: {os_reason(err)}") from err
+        self._folders.add(folder)
 
     def commit(self, fsync=True):
         """Rename the complete partial into place, its bytes on disk first if ``fsync``."""

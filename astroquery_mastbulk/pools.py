@@ -16,7 +16,7 @@ import socket
 import threading
 import weakref
 
-__all__ = ["BodyError", "Connections", "DirectPool", "ProxyRoute", "DRAIN_LIMIT"]
+__all__ = ["BodyError", "Connections", "DirectPool", "ProxyRoute", "Headers", "DRAIN_LIMIT"]
 
 #: Bytes of an unread body worth reading to keep its connection.
 DRAIN_LIMIT = 1 << 16
@@ -164,14 +164,34 @@ class DirectPool:
             connection.close()
 
 
+class Headers(dict):
+    """Response headers by lower-cased name, looked up in any case; the first of repeated ones wins.
+
+    Built once per response: every lookup in ``http.client``'s message object scans and lower-cases
+    all the headers again, and the engine makes about ten per file.
+    """
+
+    def __init__(self, items):
+        super().__init__(reversed([(name.lower(), value) for name, value in items]))
+
+    def get(self, name, default=None):
+        return super().get(name.lower(), default)
+
+    def __getitem__(self, name):
+        return super().__getitem__(name.lower())
+
+    def __contains__(self, name):
+        return super().__contains__(name.lower())
+
+
 class DirectResponse:
     """An ``http.client`` response, read through the names of ``requests.Response`` the engine uses."""
 
     def __init__(self, raw, give_back):
         self.raw, self._give_back = raw, give_back
+        self.headers = Headers(raw.headers.items())
 
     status = property(lambda self: self.raw.status)
-    headers = property(lambda self: self.raw.headers)
     reason = property(lambda self: self.raw.reason)
 
     def stream(self, chunk_size):

@@ -144,6 +144,7 @@ class Downloader:
         self._check = check
         self._stop = threading.Event()
         self._http = HttpClient(self.settings, self._authorize, self._stop)
+        self._folders = set()  # folders made or seen by this run's claims (set.add is thread-safe)
 
     def __repr__(self):
         return f"<Downloader max_workers={self.settings.max_workers}>"
@@ -200,7 +201,7 @@ class Downloader:
     # -- one file ------------------------------------------------------------------------------
     def _fetch(self, transfer):
         path = os.fspath(transfer.path)  # a string: os calls take it as is, pathlib parses it each time
-        claim = Claim(path, self._sleep)
+        claim = Claim(path, self._sleep, self._folders)
         try:
             return self._with_retries(transfer, lambda: self._attempt(transfer, path, claim))
         finally:
