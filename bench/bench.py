@@ -588,6 +588,19 @@ def _parser():
     return parser
 
 
+def compile_package():
+    """Write the package's bytecode, as pip does when it installs a package.
+
+    An editable install writes it at the first import, unless PYTHONDONTWRITEBYTECODE is set (it
+    is on some machines): then every start would compile the package from source again (about
+    40 ms here), a cost no installed copy pays.
+    """
+    import compileall
+
+    import astroquery_mastbulk
+    compileall.compile_dir(os.path.dirname(astroquery_mastbulk.__file__), quiet=1)
+
+
 def main(argv=None):
     args = _parser().parse_args(argv)
     if args.worker:
@@ -608,6 +621,7 @@ def main(argv=None):
         _parser().error(f"unknown scenario or tool: {', '.join(unknown)}")
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="mastbulk-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
+    compile_package()
     results, load = {}, os.getloadavg()
     try:
         for key in keys:
