@@ -360,3 +360,33 @@ def test_an_abandoned_response_gives_its_connection_back(server):
     worker.join(timeout=10)
     client.close()
     assert not worker.is_alive() and outcome == [200, 200]
+
+
+def test_a_kept_alive_connection_the_server_dropped_is_replaced_at_once(server):
+    # Servers close idle keep-alive connections; the next request on one must not fail for it.
+    from astroquery_mastbulk.httpclient import HttpClient
+    from astroquery_mastbulk.transfer import EngineSettings
+    client = HttpClient(EngineSettings(max_workers=1), lambda url: {}, threading.Event())
+    statuses = []
+    try:
+        for name in ("first_cal.fits", "second_cal.fits"):
+            url = f"{server.url}/search/jwst/api/v0.1/retrieve_product?product_name={name}"
+            with client.request("GET", url) as response:
+                body = b"".join(response.iter_content(1 << 20))
+                statuses.append((response.status_code, body == expected_bytes(server, name)))
+            server.drop_idle_connections()
+    finally:
+        client.close()
+    assert statuses == [(200, True), (200, True)]
+    assert len({r.client for r in server.requests()}) == 2  # a new connection for the second
+
+
+def test_retry_after_values():
+    import email.utils
+
+    from astroquery_mastbulk.httpclient import _retry_after
+    assert _retry_after("120") == 120.0
+    assert _retry_after("Wed, 21 Oct 2015 07:28:00 GMT") == 0.0  # already past: no wait
+    soon = email.utils.formatdate(time.time() + 30, usegmt=True)
+    assert 25 <= _retry_after(soon) <= 31
+    assert _retry_after("soon") is None and _retry_after("") is None and _retry_after(None) is None

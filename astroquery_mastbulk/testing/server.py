@@ -694,6 +694,11 @@ class MastServer:
         with self._lock:
             return [f.kind for f in self._faults.get(name, ())]
 
+    def drop_idle_connections(self):
+        """Close every client connection, as a server does to keep-alive connections left idle."""
+        if self._httpd is not None:
+            self._httpd.close_clients()
+
     def reset(self):
         """Forget requests, faults and per-file settings (keeps tokens, latency).
 
