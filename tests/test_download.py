@@ -50,18 +50,6 @@ def test_default_folder_is_cwd_and_relative_paths(server, sample_path, tmp_path,
     assert (tmp_path / manifest["Local Path"][0]).is_file()
 
 
-def test_concurrent_transfers_overlap(server, tmp_path):
-    server.latency = 0.2
-    try:
-        manifest = MastMissions.download_products(rows(8), download_dir=tmp_path, max_workers=4,
-                                                  verbose=False)
-    finally:
-        server.latency = 0.0
-    assert set(manifest["Status"]) == {"COMPLETE"}
-    assert server.max_concurrency() >= 3
-    assert len(server.connections()) <= 4
-
-
 @pytest.mark.parametrize("kind, params", [
     ("status", {"status": 500}), ("status", {"status": 503}), ("429", {"retry_after": 0}),
     ("cut", {"after": 1000}), ("short", {}), ("slow", {"delay": 0.2}),
@@ -327,10 +315,10 @@ def test_http_proxy_from_the_environment(server, second_server, tmp_path, monkey
         assert all(r.headers["host"] == host for r in second_server.requests())  # meant for the origin
 
 
-def test_never_more_connections_than_max_workers(server, tmp_path):
+def test_transfers_overlap_on_at_most_max_workers_connections(server, tmp_path):
     # The engine runs twice as many workers as connections (to prepare and finish files while
-    # others transfer); the connections themselves stay capped at max_workers.
-    server.latency = 0.05
+    # others transfer); the connections themselves stay capped at max_workers, and all are used.
+    server.latency = 0.1
     try:
         manifest = MastMissions.download_products(rows(24), download_dir=tmp_path, max_workers=3,
                                                   verbose=False)
