@@ -4,7 +4,11 @@ The loopback server here serves TLS with a certificate for 127.0.0.1 issued by a
 (trustme); clients trust that CA only when told to, through REQUESTS_CA_BUNDLE as with requests.
 """
 
+import select
+import socket
+import socketserver
 import ssl
+import threading
 
 import keyring
 import pytest
@@ -72,3 +76,61 @@ def test_an_unverifiable_server_gets_no_request_and_no_retry(https, tmp_path):
     assert https.requests() == []  # the handshake failed: not one request (nor token) was sent
     assert not (tmp_path / "out" / "mastDownload" / "jwst" / "jw01234001001_02101_00001"
                 / "pub_cal.fits").exists()
+
+
+class _Tunnel(socketserver.StreamRequestHandler):
+    """A forward proxy's CONNECT, as corporate proxies do it for HTTPS: bytes piped both ways."""
+
+    def handle(self):
+        request = self.rfile.readline().decode("latin-1").split()
+        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+            pass
+        self.server.seen.append(request)
+        if len(request) < 2 or request[0] != "CONNECT":
+            self.wfile.write(b"HTTP/1.1 405 Method Not Allowed\r\nContent-Length: 0\r\n\r\n")
+            return
+        host, port = request[1].rsplit(":", 1)
+        with socket.create_connection((host, int(port)), timeout=10) as upstream:
+            self.wfile.write(b"HTTP/1.1 200 Connection established\r\n\r\n")
+            self.wfile.flush()
+            ends = [self.connection, upstream]
+            while True:
+                ready, _, _ = select.select(ends, [], [], 10)
+                if not ready:
+                    return
+                for end in ready:
+                    data = end.recv(65536)
+                    if not data:
+                        return
+                    (upstream if end is self.connection else self.connection).sendall(data)
+
+
+@pytest.fixture
+def tunnel_proxy():
+    proxy = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _Tunnel)
+    proxy.daemon_threads, proxy.seen = True, []
+    thread = threading.Thread(target=proxy.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+    thread.start()
+    yield proxy
+    proxy.shutdown()
+    proxy.server_close()
+
+
+def test_https_through_a_proxy_tunnels_and_keeps_the_token_inside(https, authority, tunnel_proxy, tmp_path,
+                                                                   monkeypatch):
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    for name in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{tunnel_proxy.server_address[1]}")
+    keyring.set_password(KEYRING_SERVICE, KEYRING_USER, TOKEN)
+    https.set_file("eap_cal.fits", eap=True)
+    table = MastMissionsClass(mission="jwst").download_products(
+        rows("eap_cal.fits", "pub_cal.fits"), download_dir=tmp_path / "out", verbose=False)
+    assert list(table["Status"]) == ["COMPLETE"] * 2, list(table["Message"])
+    for path in table["Local Path"]:
+        assert_file_matches(https, path)
+    origin = https.url.split("//", 1)[1]
+    assert tunnel_proxy.seen and all(request[:2] == ["CONNECT", origin] for request in tunnel_proxy.seen)
+    assert [r.headers.get("authorization") for r in https.requests(name="eap_cal.fits")] == [f"token {TOKEN}"]
