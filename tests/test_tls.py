@@ -45,39 +45,6 @@ def https(tls_server, monkeypatch):
         yield tls_server
 
 
-def rows(*names):
-    return [{"filename": name, "fileset": "jw01234001001_02101_00001", "mission": "jwst", "event_type": "New"}
-            for name in names]
-
-
-def test_https_with_the_ca_bundle_downloads_and_sends_the_token(https, authority, tmp_path, monkeypatch):
-    bundle = tmp_path / "ca.pem"
-    authority.cert_pem.write_to_path(str(bundle))
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
-    keyring.set_password(KEYRING_SERVICE, KEYRING_USER, TOKEN)
-    https.set_file("eap_cal.fits", eap=True)
-    table = MastMissionsClass(mission="jwst").download_products(
-        rows("eap_cal.fits", "pub_cal.fits"), download_dir=tmp_path / "out", verbose=False)
-    assert list(table["Status"]) == ["COMPLETE"] * 2, list(table["Message"])
-    for path in table["Local Path"]:
-        assert_file_matches(https, path)
-    assert [r.headers.get("authorization") for r in https.requests(name="eap_cal.fits")] == [f"token {TOKEN}"]
-    assert table["URL"][0].startswith("https://127.0.0.1:")
-
-
-def test_an_unverifiable_server_gets_no_request_and_no_retry(https, tmp_path):
-    keyring.set_password(KEYRING_SERVICE, KEYRING_USER, TOKEN)
-    with conf.set_temp("retries", 3):  # a certificate that fails verification is not retried
-        table = MastMissionsClass(mission="jwst").download_products(
-            rows("pub_cal.fits"), download_dir=tmp_path / "out", verbose=False)
-    assert list(table["Status"]) == ["ERROR"]
-    assert "certificate verify failed" in table["Message"][0].lower()
-    assert "gave up" not in table["Message"][0] and "REQUESTS_CA_BUNDLE" in table["Message"][0]
-    assert https.requests() == []  # the handshake failed: not one request (nor token) was sent
-    assert not (tmp_path / "out" / "mastDownload" / "jwst" / "jw01234001001_02101_00001"
-                / "pub_cal.fits").exists()
-
-
 class _Tunnel(socketserver.StreamRequestHandler):
     """A forward proxy's CONNECT, as corporate proxies do it for HTTPS: bytes piped both ways."""
 
@@ -116,14 +83,22 @@ def tunnel_proxy():
     proxy.server_close()
 
 
-def test_https_through_a_proxy_tunnels_and_keeps_the_token_inside(https, authority, tunnel_proxy, tmp_path,
-                                                                   monkeypatch):
+def rows(*names):
+    return [{"filename": name, "fileset": "jw01234001001_02101_00001", "mission": "jwst", "event_type": "New"}
+            for name in names]
+
+
+@pytest.mark.parametrize("through_proxy", [False, True])
+def test_https_with_the_ca_bundle_downloads_and_sends_the_token(https, authority, tmp_path, monkeypatch,
+                                                                request, through_proxy):
     bundle = tmp_path / "ca.pem"
     authority.cert_pem.write_to_path(str(bundle))
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(bundle))
     for name in ("https_proxy", "HTTPS_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
         monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{tunnel_proxy.server_address[1]}")
+    if through_proxy:  # as behind a corporate proxy: a CONNECT tunnel, the token only inside it
+        proxy = request.getfixturevalue("tunnel_proxy")
+        monkeypatch.setenv("https_proxy", f"http://127.0.0.1:{proxy.server_address[1]}")
     keyring.set_password(KEYRING_SERVICE, KEYRING_USER, TOKEN)
     https.set_file("eap_cal.fits", eap=True)
     table = MastMissionsClass(mission="jwst").download_products(
@@ -131,6 +106,21 @@ def test_https_through_a_proxy_tunnels_and_keeps_the_token_inside(https, authori
     assert list(table["Status"]) == ["COMPLETE"] * 2, list(table["Message"])
     for path in table["Local Path"]:
         assert_file_matches(https, path)
-    origin = https.url.split("//", 1)[1]
-    assert tunnel_proxy.seen and all(request[:2] == ["CONNECT", origin] for request in tunnel_proxy.seen)
     assert [r.headers.get("authorization") for r in https.requests(name="eap_cal.fits")] == [f"token {TOKEN}"]
+    assert table["URL"][0].startswith("https://127.0.0.1:")
+    if through_proxy:
+        origin = https.url.split("//", 1)[1]
+        assert proxy.seen and all(line[:2] == ["CONNECT", origin] for line in proxy.seen)
+
+
+def test_an_unverifiable_server_gets_no_request_and_no_retry(https, tmp_path):
+    keyring.set_password(KEYRING_SERVICE, KEYRING_USER, TOKEN)
+    with conf.set_temp("retries", 3):  # a certificate that fails verification is not retried
+        table = MastMissionsClass(mission="jwst").download_products(
+            rows("pub_cal.fits"), download_dir=tmp_path / "out", verbose=False)
+    assert list(table["Status"]) == ["ERROR"]
+    assert "certificate verify failed" in table["Message"][0].lower()
+    assert "gave up" not in table["Message"][0] and "REQUESTS_CA_BUNDLE" in table["Message"][0]
+    assert https.requests() == []  # the handshake failed: not one request (nor token) was sent
+    assert not (tmp_path / "out" / "mastDownload" / "jwst" / "jw01234001001_02101_00001"
+                / "pub_cal.fits").exists()
