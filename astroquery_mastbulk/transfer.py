@@ -217,7 +217,8 @@ class Downloader:
                 attempt += 1
                 corrupt += isinstance(err, _Corrupt)
                 if attempt >= attempts or corrupt >= _CORRUPT_ATTEMPTS:
-                    raise TransferError(f"{err} (gave up after {attempt} attempts)",
+                    tries = f"{attempt} attempt{'s' if attempt > 1 else ''}"
+                    raise TransferError(f"{err} (gave up after {tries})",
                                         url=transfer.url, status=err.status) from err
                 self._sleep(self._delay(attempt - 1, err.wait))
 
