@@ -144,15 +144,25 @@ class Ledger:
                       archived_date.isoformat() if archived_date else None,
                       self._fetched_at(result, path, st))
         values = tuple(vars(entry).values())  # astuple() deep-copies every field: slow per file
+        timer = None
         with self._lock:
             self._pending.append(values)
             due = len(self._pending) >= _BATCH
-            if not due and self._timer is None:
-                self._timer = threading.Timer(_BATCH_SECONDS, self.flush)
+            if due:  # written now: the timer waiting to write them has nothing left to do
+                timer, self._timer = self._timer, None
+            elif self._timer is None:
+                self._timer = threading.Timer(_BATCH_SECONDS, self._on_timer)
                 self._timer.daemon = True
                 self._timer.start()
+        if timer is not None:
+            timer.cancel()
         if due:
             self.flush()
+
+    def _on_timer(self):
+        with self._lock:
+            self._timer = None  # the next record starts a new one
+        self.flush()
 
     def flush(self):
         """Write the records not yet written."""
@@ -161,7 +171,8 @@ class Ledger:
 
     def close(self):
         """Write what is pending and close the database (a later call reopens it)."""
-        timer = self._timer
+        with self._lock:
+            timer, self._timer = self._timer, None
         if timer is not None:
             timer.cancel()
         self.flush()
@@ -206,7 +217,6 @@ class Ledger:
 
     def _write_pending(self, db):
         """Called under the lock: one transaction for every pending record."""
-        self._timer = None  # the next record starts a new one
         if not self._pending:
             return
         db.execute("BEGIN")

@@ -378,3 +378,16 @@ def test_retry_after_values():
     soon = email.utils.formatdate(time.time() + 30, usegmt=True)
     assert 25 <= _retry_after(soon) <= 31
     assert _retry_after("soon") is None and _retry_after("") is None and _retry_after(None) is None
+
+
+def test_no_ledger_timer_outlives_the_run(server, tmp_path):
+    # Records are written in batches of 64, or a second after the first of a batch, by a timer.
+    manifest = MastMissions.download_products(rows(70), download_dir=tmp_path, verbose=False)
+    assert set(manifest["Status"]) == {"COMPLETE"}
+    assert [t for t in threading.enumerate() if isinstance(t, threading.Timer) and t.is_alive()] == []
+    from astroquery_mastbulk.ledger import Ledger
+    ledger = Ledger(tmp_path)
+    try:
+        assert len(ledger.entries()) == 70
+    finally:
+        ledger.close()
