@@ -17,7 +17,6 @@ files' sizes (one HEAD each) instead of fetching them again.
 """
 
 import os
-import sqlite3
 import threading
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -236,6 +235,9 @@ class Ledger:
     def _run(self, action, *, create):
         """``action(db)`` under the lock; a corrupt ledger is recreated once, other trouble disables it."""
         with self._lock:
+            if self._db is None and not create and not self.file.exists():
+                return None  # no ledger yet, nothing to read
+            import sqlite3  # here: a first run sends its first requests without loading it
             for attempt in (1, 2):
                 if self._disabled:
                     return None
@@ -256,6 +258,7 @@ class Ledger:
             return None
 
     def _connect(self, create):
+        import sqlite3
         if not create and not self.file.exists():
             return None
         self.file.parent.mkdir(parents=True, exist_ok=True)
