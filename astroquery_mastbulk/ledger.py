@@ -235,16 +235,16 @@ class Ledger:
     def _run(self, action, *, create):
         """``action(db)`` under the lock; a corrupt ledger is recreated once, other trouble disables it."""
         with self._lock:
-            if self._db is None and not create and not self.file.exists():
-                return None  # no ledger yet, nothing to read
-            import sqlite3  # here: a first run sends its first requests without loading it
             for attempt in (1, 2):
                 if self._disabled:
                     return None
+                if self._db is None and not create and not self.file.exists():
+                    return None  # no ledger (yet, or since a corrupt one was discarded): nothing to read
+                import sqlite3  # here: a first run sends its first requests without loading it
                 try:
                     if self._db is None:
-                        self._db = self._connect(create)
-                    return action(self._db) if self._db is not None else None
+                        self._db = self._connect()
+                    return action(self._db)
                 except sqlite3.OperationalError as err:  # locked too long, read-only, disk full
                     self._give_up(err)
                 except sqlite3.DatabaseError as err:  # not a database, malformed: start afresh
@@ -257,10 +257,8 @@ class Ledger:
                     self._give_up(err)
             return None
 
-    def _connect(self, create):
+    def _connect(self):
         import sqlite3
-        if not create and not self.file.exists():
-            return None
         self.file.parent.mkdir(parents=True, exist_ok=True)
         # Autocommit: transactions are explicit (a batch of records at a time).
         db = sqlite3.connect(str(self.file), timeout=_BUSY_TIMEOUT, isolation_level=None,
