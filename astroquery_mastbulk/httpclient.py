@@ -21,7 +21,7 @@ import time
 from urllib.parse import urljoin, urlsplit
 
 from .errors import TransferError
-from .pools import BodyError, Connections, DirectPool, ProxyRoute, is_redirect
+from .pools import BodyError, Connections, DirectPool, ProxyRoute, is_redirect, reason
 
 __all__ = ["HttpClient", "Stopped", "Retryable", "BODY_ERRORS", "raise_for_status", "resume_point", "reason"]
 
@@ -285,9 +285,3 @@ def resume_point(response, offset):
         return offset, (None if total == "*" else int(total))
     length = response.headers.get("Content-Length")
     return 0, (int(length) if length is not None else None)
-
-
-def reason(err):
-    """The text of a transport error, its type first."""
-    # Tokens travel in headers only, so the text of a transport error is safe to show.
-    return f"{type(err).__name__}: {err}"

@@ -16,12 +16,18 @@ import socket
 import threading
 import weakref
 
-__all__ = ["BodyError", "Connections", "DirectPool", "ProxyRoute", "Headers", "DRAIN_LIMIT"]
+__all__ = ["BodyError", "Connections", "DirectPool", "ProxyRoute", "Headers", "DRAIN_LIMIT", "reason"]
 
 #: Bytes of an unread body worth reading to keep its connection.
 DRAIN_LIMIT = 1 << 16
 _SLOT_POLL = 0.25  # seconds between looks at the stop event while waiting for a free connection
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
+
+
+def reason(err):
+    """The text of a transport error, its type first."""
+    # Tokens travel in headers only, so the text of a transport error is safe to show.
+    return f"{type(err).__name__}: {err}"
 
 
 class BodyError(ConnectionError):
@@ -201,7 +207,7 @@ class DirectResponse:
             try:
                 block = read(chunk_size)
             except (OSError, http.client.HTTPException) as err:
-                raise BodyError(f"{type(err).__name__}: {err}") from err
+                raise BodyError(reason(err)) from err
             if not block:
                 return
             yield block
@@ -256,7 +262,7 @@ class ProxyRoute:
             raw = self._manager.urlopen(method, url, headers=headers, redirect=False, retries=False,
                                         preload_content=False, decode_content=False, timeout=self._timeout)
         except self._urllib3.exceptions.HTTPError as err:
-            raise ConnectionError(f"{type(err).__name__}: {err}") from err
+            raise ConnectionError(reason(err)) from err
         return ProxiedResponse(raw, self._urllib3.exceptions.HTTPError)
 
     def close(self):
@@ -279,7 +285,7 @@ class ProxiedResponse:
         try:
             yield from self.raw.stream(chunk_size, decode_content=False)
         except (self._errors, OSError, http.client.HTTPException) as err:
-            raise BodyError(f"{type(err).__name__}: {err}") from err
+            raise BodyError(reason(err)) from err
 
     def release(self, drain):
         """As `DirectResponse.release`."""
