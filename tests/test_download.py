@@ -391,3 +391,19 @@ def test_no_ledger_timer_outlives_the_run(server, tmp_path):
         assert len(ledger.entries()) == 70
     finally:
         ledger.close()
+
+
+def test_a_bug_in_one_transfer_is_raised_after_the_others_end(server, tmp_path):
+    # Transfer failures are results; an exception escaping the engine's own code is a bug, and
+    # must reach the caller (not vanish in a worker thread) once every other file has ended.
+    from astroquery_mastbulk.transfer import Downloader, EngineSettings, Transfer
+    transfers = [Transfer(f"{server.url}/search/jwst/api/v0.1/retrieve_product?product_name={name}",
+                          tmp_path / "out" / name) for name in ("a_cal.fits", "b_cal.fits", "c_cal.fits")]
+
+    def on_done(result):
+        if result.transfer.path.name == "b_cal.fits":
+            raise RuntimeError("bug in on_done")
+    with pytest.raises(RuntimeError, match="bug in on_done"):
+        Downloader(EngineSettings(max_workers=1), on_done=on_done).download(transfers)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_cal.fits", "b_cal.fits", "c_cal.fits"]
+    assert not [thread for thread in threading.enumerate() if thread.name.startswith("mastbulk")]
