@@ -2,7 +2,7 @@
 
 The token is looked up lazily, once per call: an explicit one, then ``$MAST_API_TOKEN``, then
 the OS keyring entry astroquery's own ``login(store_token=True)`` writes. Every token found is
-registered with the package logger's mask (`~astroquery_mastbulk.logger.mask_secret`).
+registered with the package logger's mask (`~astroquery_mastbulk.masking.mask_secret`).
 """
 
 import fnmatch
@@ -13,7 +13,7 @@ import threading
 from urllib.parse import urlsplit
 
 from .errors import MastBulkError
-from .logger import log, mask_secret
+from .masking import mask_secret
 
 __all__ = ["KEYRING_SERVICE", "KEYRING_USER", "TOKEN_ENV", "TOKEN_URL", "LoginError", "resolve_token",
            "find_token", "TrustedHosts", "TokenAuth", "token_auth", "auth_failure_message", "session_info",
@@ -53,6 +53,7 @@ def keyring_token():
     try:
         token = _keyring().get_password(KEYRING_SERVICE, KEYRING_USER)
     except Exception as err:  # no backend, a locked keyring, a broken D-Bus: public files still download
+        from .logger import log  # logging is imported only to log: it costs 5 ms at every start
         log.debug("keyring unavailable: %s", type(err).__name__)
         return None
     return token.strip() if token and token.strip() else None
@@ -232,6 +233,7 @@ def token_auth(explicit=None, server=None, *, verbose=True):
     def from_keyring():  # on first need: the keyring costs ~0.1 s to open
         token = keyring_token()
         if token is None and verbose:
+            from .logger import log
             log.info("No MAST token found (argument, MAST_API_TOKEN or keyring): "
                      "downloading public files only")
         return token

@@ -17,6 +17,7 @@ MISSION_ENDPOINTS = ("hst", "jwst", "roman", "roman_spectra", "roman_cgi")
 
 _MISSION_RE = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
+_DRIVE_RE = re.compile(r"^[A-Za-z]:")
 
 
 @dataclass
@@ -61,7 +62,7 @@ def unsafe_name_reason(value, field):
     """
     if _CONTROL_RE.search(value):
         return f"{field} {value!r} contains control characters"
-    if os.path.isabs(value) or value.startswith(("/", "\\")) or re.match(r"^[A-Za-z]:", value):
+    if os.path.isabs(value) or value.startswith(("/", "\\")) or _DRIVE_RE.match(value):
         return f"{field} {value!r} is an absolute path"
     if "/" in value or "\\" in value:
         return f"{field} {value!r} contains a path separator"
@@ -135,8 +136,8 @@ def _plan_one(row, *, server, base_dir, flat, default_mission, now):
     except ValueError as err:
         job.refused = str(err)
         return job
-    folder = base_dir if flat else base_dir / "mastDownload" / job.mission / row.fileset
-    job.path = folder / filename
+    folder = base_dir if flat else os.path.join(base_dir, "mastDownload", job.mission, row.fileset)
+    job.path = Path(os.path.join(folder, filename))  # one parse: each pathlib join parses again
     job.needs_token = bool(row.public_release_date and row.public_release_date > now)
     return job
 
@@ -164,7 +165,7 @@ def plan_jobs(rows, *, server, download_dir=None, flat=False, default_mission=No
     list of DownloadJob
         A job whose row is unsafe or unroutable carries the reason in ``refused`` and no path.
     """
-    base_dir = Path(download_dir if download_dir is not None else ".")
+    base_dir = os.fspath(download_dir if download_dir is not None else ".")
     now = now or datetime.now(timezone.utc)
     jobs = [_plan_one(row, server=server, base_dir=base_dir, flat=flat,
                       default_mission=default_mission, now=now) for row in rows]

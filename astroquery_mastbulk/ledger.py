@@ -22,7 +22,6 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from .logger import log
 from .transfer import COMPLETE, SKIPPED, TransferResult
 
 __all__ = ["LEDGER_DIR", "LEDGER_NAME", "Entry", "Ledger"]
@@ -251,6 +250,7 @@ class Ledger:
                     if attempt == 2:
                         self._give_up(err)
                     else:
+                        from .logger import log  # only to log: logging costs 5 ms at every start
                         log.warning("download ledger %s is unreadable (%s): recreating it", self.file, err)
                         self._discard()
                 except OSError as err:
@@ -286,6 +286,7 @@ class Ledger:
                 pass
 
     def _give_up(self, err):
+        from .logger import log
         log.warning("download ledger %s not used in this run (%s): complete files are checked with the "
                     "server instead", self.file, err)
         self._disabled = True

@@ -1,53 +1,15 @@
 """The package logger: a child of astroquery's, so ``astroquery.log`` settings apply to it.
 
-It also masks every MAST token this process has resolved (`mask_secret`), in the message, its
-arguments and a formatted traceback: code should never log a token, and this filter is the
-second line of defence if some message ever does.
+It also masks every MAST token this process has resolved (`~astroquery_mastbulk.masking`), in the
+message, its arguments and a formatted traceback: code should never log a token, and this filter
+is the second line of defence if some message ever does.
 """
 
 import logging
-import threading
+
+from .masking import MASK, has_secrets, mask_secret, masked
 
 __all__ = ["log", "mask_secret", "masked", "MASK"]
-
-#: What a token is replaced with in log records.
-MASK = "[MAST token masked]"
-# Shorter strings are too likely to appear by chance, and hiding them would mangle messages.
-_MIN_SECRET_LENGTH = 6
-_secrets = set()
-_secrets_lock = threading.Lock()
-
-
-def mask_secret(value):
-    """Have the package logger mask ``value`` (a token) in every later record.
-
-    Parameters
-    ----------
-    value : str or None
-        The secret; None, empty or very short values are ignored.
-    """
-    if isinstance(value, str) and len(value.strip()) >= _MIN_SECRET_LENGTH:
-        with _secrets_lock:
-            _secrets.add(value.strip())
-
-
-def masked(text):
-    """``text`` with every registered secret replaced by `MASK`.
-
-    Parameters
-    ----------
-    text : str
-
-    Returns
-    -------
-    str
-    """
-    with _secrets_lock:
-        secrets = sorted(_secrets, key=len, reverse=True)  # longest first: one may contain another
-    for secret in secrets:
-        if secret in text:
-            text = text.replace(secret, MASK)
-    return text
 
 
 class _AstropyRecordFields(logging.Filter):
@@ -64,7 +26,7 @@ class _MaskSecrets(logging.Filter):
     """Replaces registered secrets in a record before any handler (ours or a parent's) sees it."""
 
     def filter(self, record):
-        if not _secrets:
+        if not has_secrets():
             return True
         try:
             message = record.getMessage()

@@ -398,3 +398,12 @@ def test_notebook_gets_the_live_bar_not_lines(monkeypatch):
     monkeypatch.setitem(sys.modules, "IPython", types.SimpleNamespace(get_ipython=lambda: None))
     assert isinstance(make_progress(True, io.StringIO()), LineProgress)
     assert make_progress(False) is None
+
+
+@pytest.mark.parametrize("argv", [["download", "a.json", "b.json", "--dir", "d", "--quiet", "--workers", "3"],
+                                  ["script", "a.json", "-o", "x.sh"],
+                                  ["summary", "--json", "a.json"], ["logout", "--forget"], ["demo"]])
+def test_parsing_builds_only_the_command_given_and_reads_the_same(argv):
+    # parse_args builds the one subcommand it was given (for speed): same result as the full parser.
+    assert parse_args(argv) == build_parser().parse_args(argv)
+    assert set(build_parser(argv[0])._subparsers._group_actions[0].choices) == {argv[0]}
