@@ -82,6 +82,8 @@ class Run:
     verified: str
     exit_code: int
     extra: dict = field(default_factory=dict)
+    to_first: float = None  # seconds from the process start to the server's first request
+    after_last: float = None  # seconds from the server's last response to the process exit
 
 
 def scenarios(smoke=False, big=False):
@@ -290,13 +292,19 @@ def run_tool(tool, scenario, rows, workdir, folder, notification, port):
                "inputs": inputs}
         command = tool_command(tool, ctx)
         _settle()
+        started = time.monotonic()  # the server's clock: see summarize() in astroquery_mastbulk.testing
         code, elapsed, cpu, peak = spawn(command, log_path)
+        ended = time.monotonic()
     finally:
         summary = server.stop()
     extra = _worker_report(log_path) if tool in ("python", "astroquery") else {}
     wall = extra.get("seconds", elapsed)
-    return Run(tool, wall, elapsed, cpu, peak, summary["requests"], summary["connections"],
-               verify(folder, rows, scenario.size), code, extra)
+    run = Run(tool, wall, elapsed, cpu, peak, summary["requests"], summary["connections"],
+              verify(folder, rows, scenario.size), code, extra)
+    if summary.get("first_request_at") is not None:
+        run.to_first = summary["first_request_at"] - started
+        run.after_last = ended - summary["last_response_at"]
+    return run
 
 
 def _settle():
@@ -465,11 +473,19 @@ def _median(runs, attribute):
     return statistics.median(getattr(run, attribute) for run in runs)
 
 
+def _ends(runs):
+    """Median start-up (to the first request) and exit (after the last response) of runs that asked."""
+    asked = [run for run in runs if run.to_first is not None]
+    if not asked:
+        return "–"
+    return f"{_median(asked, 'to_first'):.3f} / {_median(asked, 'after_last'):.3f}"
+
+
 def format_table(results, specs):
     """The Markdown table of every scenario and tool."""
-    lines = ["| scenario | tool | wall s (median) | min–max | process s | cpu s | requests | connections "
-             "| peak RSS MiB | files |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| scenario | tool | wall s (median) | min–max | process s | to 1st request / after last s "
+             "| cpu s | requests | connections | peak RSS MiB | files |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for key, runs_by_tool in results.items():
         if key == "E":
             continue
@@ -480,7 +496,7 @@ def format_table(results, specs):
             lines.append(
                 f"| {key}: {specs[key].title} | {TOOL_LABELS[tool]} | {statistics.median(walls):.2f} "
                 f"| {min(walls):.2f}–{max(walls):.2f} | {_median(runs, 'process'):.2f} "
-                f"| {_median(runs, 'cpu'):.2f} "
+                f"| {_ends(runs)} | {_median(runs, 'cpu'):.2f} "
                 f"| {_median(runs, 'requests'):.0f} | {_median(runs, 'connections'):.0f} "
                 f"| {_median(runs, 'peak_rss') / MIB:.0f} | {', '.join(verdicts)} |")
     if "E" in results:
@@ -489,7 +505,7 @@ def format_table(results, specs):
                for k in ("seconds", "read", "plan", "table", "imports", "peak_rss")}
         lines.append(f"| E: {reports[0]['rows']}-row notification | read+validate+plan (in Python) "
                      f"| {med['seconds']:.3f} | read {med['read']:.3f}, plan {med['plan']:.3f} "
-                     f"| imports {med['imports']:.2f} | | | | {med['peak_rss'] / MIB:.0f} "
+                     f"| imports {med['imports']:.2f} | | | | | {med['peak_rss'] / MIB:.0f} "
                      f"| table {med['table']:.3f} s, {reports[0]['row_appends']} row appends |")
     return "\n".join(lines)
 

@@ -52,7 +52,8 @@ def summarize(server):
     -------
     dict
         Totals by method and status, distinct connections, Range requests,
-        GETs per file name and the peak number of concurrent file requests.
+        GETs per file name, the peak number of concurrent file requests, and when the first
+        request arrived and the last response ended (``time.monotonic()`` seconds).
     """
     records = server.requests()
     gets = collections.Counter(r.name for r in records if r.method == "GET" and r.name)
@@ -65,6 +66,10 @@ def summarize(server):
         "bytes_sent": sum(r.bytes_sent for r in records),
         "max_concurrency": server.max_concurrency(),
         "gets_by_name": dict(gets),
+        # On this host's monotonic clock (time.monotonic), which other processes share: a client
+        # timed with it can tell its start-up and its exit from its transfers.
+        "first_request_at": min((r.started for r in records), default=None),
+        "last_response_at": max((r.finished for r in records), default=None),
     }
 
 
