@@ -112,16 +112,18 @@ def _transfer_all(first, *, settings, auth, progress, executor, ledger, verify):
 
 def _consult(ledger, first, progress):
     """SKIPPED results for the files the ledger knows complete, and the transfers left to run."""
+    if ledger is None or not ledger.entries():  # a new folder: nothing to look up, file by file
+        return {}, [job.transfer for job in first.values()]
     known, todo = {}, []
     for key, job in first.items():
         transfer = job.transfer
-        result = ledger.known_complete(transfer) if ledger is not None else None
+        result = ledger.known_complete(transfer)
         if result is not None:
             known[key] = result
             if progress is not None:
                 progress.file_done(result)
-        elif ledger is not None:
-            todo.append(replace(transfer, refetch=ledger.modified_since_recorded(transfer)))
+        elif ledger.modified_since_recorded(transfer):
+            todo.append(replace(transfer, refetch=True))
         else:
             todo.append(transfer)
     return known, todo
