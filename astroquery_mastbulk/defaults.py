@@ -14,7 +14,7 @@ __all__ = ["DEFAULTS", "TRUSTED_HOSTS", "engine_settings", "trusted_patterns"]
 
 #: The configurable engine settings and their built-in values, taken from `EngineSettings`
 #: itself so that the two cannot disagree.
-DEFAULTS = {name: getattr(EngineSettings, name) for name in
+DEFAULTS = {name: EngineSettings._field_defaults[name] for name in
             ("max_workers", "connect_timeout", "read_timeout", "retries", "backoff", "backoff_max",
              "retry_after_max")}
 TRUSTED_HOSTS = ["*.stsci.edu"]

@@ -18,7 +18,6 @@ use a cluster you trust, over TLS when it spans machines.
 ...                                executor=client.get_executor())          # doctest: +SKIP
 """
 
-import dataclasses
 from collections import Counter, deque
 from concurrent.futures import FIRST_COMPLETED, wait
 from pathlib import Path
@@ -60,7 +59,7 @@ def _outcome(future, transfer):
         result = future.result()
     except Exception as err:  # the task never finished: a worker died, the executor shut down
         return TransferResult(transfer, ERROR, f"task failed on the executor: {type(err).__name__}: {err}")
-    return dataclasses.replace(result, transfer=transfer)  # the caller's (maybe relative) path
+    return result._replace(transfer=transfer)  # the caller's (maybe relative) path
 
 
 def _report(progress, result):
@@ -136,7 +135,7 @@ def run_transfers(transfers, executor, *, settings=None, authorize=None, progres
     results = [None] * len(transfers)
 
     def submit(index):
-        task = dataclasses.replace(transfers[index], path=Path(transfers[index].path).absolute())
+        task = transfers[index]._replace(path=Path(transfers[index].path).absolute())
         return executor.submit(transfer_task, task, settings, authorize, check)
 
     try:

@@ -2,7 +2,7 @@
 
 import os
 import re
-from dataclasses import dataclass
+from collections import namedtuple
 from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import quote
@@ -20,21 +20,18 @@ _CONTROL_RE = re.compile(r"[\x00-\x1f\x7f]")
 _DRIVE_RE = re.compile(r"^[A-Za-z]:")
 
 
-@dataclass
-class DownloadJob:
-    """One requested product: where it comes from and where it goes.
+class DownloadJob(namedtuple("DownloadJob", "row url path mission needs_token refused",
+                             defaults=(None, None, None, False, None))):
+    """One requested product: where it comes from (``url``) and where it goes (``path``, a
+    `~pathlib.Path`), for its ``row`` and lower-case ``mission`` (immutable).
 
     ``refused`` holds the reason when the row cannot be downloaded safely (the job is then
-    reported as ERROR and nothing is fetched). ``needs_token`` is True while the product is
-    still under exclusive access (its public release date lies in the future).
+    reported as ERROR and nothing is fetched; ``url`` or ``path`` may then be None).
+    ``needs_token`` is True while the product is still under exclusive access (its public
+    release date lies in the future).
     """
 
-    row: object
-    url: str = None
-    path: Path = None
-    mission: str = None
-    needs_token: bool = False
-    refused: str = None
+    __slots__ = ()
 
     @property
     def transfer(self):
@@ -122,24 +119,22 @@ def download_file_url(server, uri):
 
 
 def _plan_one(row, *, server, base_dir, flat, default_mission, now):
-    job = DownloadJob(row=row, mission=(row.mission or default_mission or "").lower())
+    mission = (row.mission or default_mission or "").lower()
     filename = Path(row.filename).name if row.filename.startswith("mast:") else row.filename
     checks = [(filename, "filename")] + ([] if flat else [(row.fileset, "fileset")])
     reasons = [unsafe_name_reason(value, field) for value, field in checks]
-    if not _MISSION_RE.match(job.mission):
-        reasons.append(f"mission {job.mission!r} is not a mission name")
-    job.refused = next((reason for reason in reasons if reason), None)
-    if job.refused:
-        return job
+    if not _MISSION_RE.match(mission):
+        reasons.append(f"mission {mission!r} is not a mission name")
+    reason = next((reason for reason in reasons if reason), None)
+    if reason:
+        return DownloadJob(row, mission=mission, refused=reason)
     try:
-        job.url = product_url(server, job.mission, filename, row.uri)
+        url = product_url(server, mission, filename, row.uri)
     except ValueError as err:
-        job.refused = str(err)
-        return job
-    folder = base_dir if flat else os.path.join(base_dir, "mastDownload", job.mission, row.fileset)
-    job.path = Path(os.path.join(folder, filename))  # one parse: each pathlib join parses again
-    job.needs_token = bool(row.public_release_date and row.public_release_date > now)
-    return job
+        return DownloadJob(row, mission=mission, refused=str(err))
+    folder = base_dir if flat else os.path.join(base_dir, "mastDownload", mission, row.fileset)
+    return DownloadJob(row, url, Path(os.path.join(folder, filename)),  # one parse: a pathlib join parses
+                       mission, bool(row.public_release_date and row.public_release_date > now))
 
 
 def plan_jobs(rows, *, server, download_dir=None, flat=False, default_mission=None, now=None):
@@ -169,19 +164,18 @@ def plan_jobs(rows, *, server, download_dir=None, flat=False, default_mission=No
     now = now or datetime.now(timezone.utc)
     jobs = [_plan_one(row, server=server, base_dir=base_dir, flat=flat,
                       default_mission=default_mission, now=now) for row in rows]
-    _refuse_path_clashes(jobs)
-    return jobs
+    return _refuse_path_clashes(jobs)
 
 
 def _refuse_path_clashes(jobs):
+    """``jobs``, where a job writing the same path as an earlier one from another URL is refused."""
     # Two different URLs writing one path would overwrite each other: the first one wins.
-    url_of_path = {}
+    url_of_path, checked = {}, []
     for job in jobs:
-        if job.refused:
-            continue
-        first_url = url_of_path.setdefault(job.path, job.url)
-        if first_url != job.url:
-            job.refused = f"another row already writes {job.path} from a different URL"
+        if not job.refused and url_of_path.setdefault(job.path, job.url) != job.url:
+            job = job._replace(refused=f"another row already writes {job.path} from a different URL")
+        checked.append(job)
+    return checked
 
 
 def select_rows(rows, *, extension=None, event_type=None):

@@ -18,7 +18,7 @@ files' sizes (one HEAD each) instead of fetching them again.
 
 import os
 import threading
-from dataclasses import dataclass
+from collections import namedtuple
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -39,17 +39,11 @@ _BUSY_TIMEOUT = 30.0
 _BATCH, _BATCH_SECONDS = 64, 1.0
 
 
-@dataclass(frozen=True)
-class Entry:
-    """One completed file as the ledger knows it (dates are ISO 8601 text, UTC)."""
+class Entry(namedtuple("Entry", _COLUMNS.replace(",", ""), defaults=(None, None, None))):
+    """One completed file as the ledger knows it: ``path`` (relative), ``url``, ``size``,
+    ``mtime_ns``, ``event_id``, ``archived_date`` and ``fetched_at`` (dates: ISO 8601 text, UTC)."""
 
-    path: str
-    url: str
-    size: int
-    mtime_ns: int
-    event_id: str = None
-    archived_date: str = None
-    fetched_at: str = None
+    __slots__ = ()
 
     def fetched_before(self, posix_time):
         """Whether this file was fetched before ``posix_time`` (True if the entry cannot tell)."""
@@ -141,10 +135,9 @@ class Ledger:
         entry = Entry(path, result.transfer.url, st.st_size, st.st_mtime_ns, event_id,
                       archived_date.isoformat() if archived_date else None,
                       self._fetched_at(result, path, st))
-        values = tuple(vars(entry).values())  # astuple() deep-copies every field: slow per file
         timer = None
         with self._lock:
-            self._pending.append(values)
+            self._pending.append(entry)  # a namedtuple: sqlite3 takes it as the row's values
             due = len(self._pending) >= _BATCH
             if due:  # written now: the timer waiting to write them has nothing left to do
                 timer, self._timer = self._timer, None

@@ -55,20 +55,17 @@ def _product_records(products):
 
 
 def _plan_product(row, *, server, base_dir, flat):
-    job = DownloadJob(row=row, mission=row.mission)
     checks = [(row.filename, "productFilename")]
     if not flat:
         checks += [(row.mission or "", "obs_collection"), (row.fileset, "obs_id")]
     reasons = [unsafe_name_reason(value, field) if value else f"{field} is empty" for value, field in checks]
     if not (row.uri or "").startswith("mast:"):
         reasons.append(f"dataURI {row.uri!r} is not a mast: URI")
-    job.refused = next((reason for reason in reasons if reason), None)
-    if job.refused:
-        return job
-    job.url = download_file_url(server, row.uri)
+    reason = next((reason for reason in reasons if reason), None)
+    if reason:
+        return DownloadJob(row, mission=row.mission, refused=reason)
     folder = base_dir if flat else base_dir / "mastDownload" / row.mission / row.fileset
-    job.path = folder / row.filename
-    return job
+    return DownloadJob(row, download_file_url(server, row.uri), folder / row.filename, row.mission)
 
 
 def plan_product_jobs(products, *, server, download_dir=None, flat=False):
@@ -104,9 +101,8 @@ def plan_product_jobs(products, *, server, download_dir=None, flat=False):
     """
     base_dir = Path(download_dir if download_dir is not None else ".")
     rows = subscription.load_rows(_product_records(products), flat=flat)
-    jobs = [_plan_product(row, server=server, base_dir=base_dir, flat=flat) for row in rows]
-    _refuse_path_clashes(jobs)
-    return jobs
+    return _refuse_path_clashes([_plan_product(row, server=server, base_dir=base_dir, flat=flat)
+                                 for row in rows])
 
 
 # -- chunked product-list lookup ------------------------------------------------------------

@@ -4,7 +4,7 @@ Files the download folder's ledger (`~astroquery_mastbulk.ledger`) knows complet
 never reach the engine; every file the engine completes is recorded there as it ends.
 """
 
-from dataclasses import dataclass, replace
+from collections import namedtuple
 
 from .auth import auth_failure_message
 from .ledger import Ledger
@@ -13,15 +13,11 @@ from .transfer import ERROR, Downloader, EngineSettings, TransferResult
 __all__ = ["JobResult", "run_jobs"]
 
 
-@dataclass
-class JobResult:
-    """The outcome of one `~astroquery_mastbulk.jobs.DownloadJob`."""
+class JobResult(namedtuple("JobResult", "job status message bytes_received size", defaults=(None, 0, None))):
+    """The outcome of one `~astroquery_mastbulk.jobs.DownloadJob`: ``status`` (COMPLETE, SKIPPED or
+    ERROR), ``message``, ``bytes_received`` and the file's ``size``."""
 
-    job: object
-    status: str
-    message: str = None
-    bytes_received: int = 0
-    size: int = None
+    __slots__ = ()
 
 
 def _refusal(job, auth):
@@ -123,7 +119,7 @@ def _consult(ledger, first, progress):
             if progress is not None:
                 progress.file_done(result)
         elif ledger.modified_since_recorded(transfer):
-            todo.append(replace(transfer, refetch=True))
+            todo.append(transfer._replace(refetch=True))
         else:
             todo.append(transfer)
     return known, todo

@@ -7,7 +7,8 @@ the caller needs a `~astropy.table.Table`, so the command line stays quick to st
 import json
 import os
 import re
-from dataclasses import dataclass, field
+from collections import namedtuple
+from functools import wraps
 from datetime import datetime, timezone
 
 from .errors import InputError
@@ -57,30 +58,36 @@ def parse_mast_date(text):
     return datetime.fromisoformat(f"{day}T{clock}.{micro}{zone}").astimezone(timezone.utc)
 
 
-@dataclass
-class ProductRow:
-    """One product to download, as read from a notification or a product table.
+_ROW_FIELDS = ("number", "source", "filename", "fileset", "mission", "event_id", "program", "event_type",
+               "archived_date", "public_release_date", "uri", "extra")
 
-    ``number`` is the 1-based row number in ``source``, for error messages.
-    ``extra`` holds the row's other columns (used by column filters).
+
+_RowFields = namedtuple("ProductRow", _ROW_FIELDS, defaults=(None,) * 9)
+
+
+class ProductRow(_RowFields):
+    """One product to download, as read from a notification or a product table (immutable).
+
+    ``number`` is the 1-based row number in ``source``, for error messages. ``filename``,
+    ``fileset``, ``mission``, ``event_id``, ``program``, ``event_type`` and ``uri`` are the row's
+    fields; ``archived_date`` and ``public_release_date`` are UTC datetimes. ``extra`` holds the
+    row's other columns (used by column filters), a dict.
     """
 
-    number: int
-    source: str
-    filename: str
-    fileset: str = None
-    mission: str = None
-    event_id: str = None
-    program: object = None
-    event_type: str = None
-    archived_date: datetime = None
-    public_release_date: datetime = None
-    uri: str = None
-    extra: dict = field(default_factory=dict, repr=False)
+    __slots__ = ()
+
+    @wraps(_RowFields.__new__)  # help() and the docs then show the fields
+    def __new__(cls, *args, **kwargs):
+        row = super().__new__(cls, *args, **kwargs)
+        return row if row.extra is not None else row._replace(extra={})
+
+    def __repr__(self):
+        shown = ", ".join(f"{name}={value!r}" for name, value in zip(self._fields[:-1], self))
+        return f"ProductRow({shown})"  # without ``extra``: a table row may carry dozens of columns
 
     def get(self, column, default=None):
         """Value of a column by its input name (notification field or extra column)."""
-        if column in self.__dataclass_fields__ and column != "extra":
+        if column in self._fields and column != "extra":
             return getattr(self, column)
         return self.extra.get(column, default)
 
@@ -150,8 +157,8 @@ def make_row(record, number, source, *, flat=False):
         archived_date=_date(record.get("archived_date"), where, "archived_date"),
         public_release_date=_date(record.get("public_release_date"), where, "public_release_date"),
         uri=_text(record.get("uri") or record.get("dataURI"), where, "uri", required=False),
+        extra={key: value for key, value in record.items() if key not in _ROW_KEYS},
     )
-    row.extra = {key: value for key, value in record.items() if key not in _ROW_KEYS}
     return row
 
 
