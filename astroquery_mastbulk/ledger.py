@@ -66,7 +66,8 @@ class Ledger:
     def __init__(self, folder):
         self.folder = Path(folder)
         self.file = self.folder / LEDGER_DIR / LEDGER_NAME
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # the pending records and the timer: held for moments
+        self._db_lock = threading.Lock()  # the database: held while it is read or written
         self._db = None
         self._disabled = False
         self._entries = None
@@ -157,8 +158,12 @@ class Ledger:
 
     def flush(self):
         """Write the records not yet written."""
-        if self._pending:  # nothing to write: do not create a ledger
-            self._run(self._write_pending, create=True)
+        # Taken out of the queue first, so that the workers recording files meanwhile never wait
+        # for the disk (the first write also loads sqlite3 and creates the ledger: tens of ms).
+        with self._lock:
+            batch, self._pending = self._pending, []
+        if batch:  # nothing to write: do not create a ledger
+            self._run(lambda db: self._write(db, batch), create=True)
 
     def close(self):
         """Write what is pending and close the database (a later call reopens it)."""
@@ -167,7 +172,7 @@ class Ledger:
         if timer is not None:
             timer.cancel()
         self.flush()
-        with self._lock:
+        with self._db_lock:
             db, self._db = self._db, None
         if db is not None:
             db.close()
@@ -206,27 +211,26 @@ class Ledger:
             return None
         return full[len(self._root):].replace(os.sep, "/") or None
 
-    def _write_pending(self, db):
-        """Called under the lock: one transaction for every pending record."""
-        if not self._pending:
-            return
+    @staticmethod
+    def _write(db, batch):
+        """One transaction for a batch of records (retried whole if the ledger is recreated)."""
         db.execute("BEGIN")
         try:
-            db.executemany(_INSERT, self._pending)
+            db.executemany(_INSERT, batch)
             db.execute("COMMIT")
         except BaseException:
             if db.in_transaction:
                 db.rollback()
             raise
-        self._pending.clear()  # only once written: a ledger recreated after corruption gets them all
 
     @staticmethod
     def _select_all(db):
         return db.execute(f"SELECT {_COLUMNS} FROM files").fetchall()
 
     def _run(self, action, *, create):
-        """``action(db)`` under the lock; a corrupt ledger is recreated once, other trouble disables it."""
-        with self._lock:
+        """``action(db)`` under the database lock; a corrupt ledger is recreated once, other trouble
+        disables it."""
+        with self._db_lock:
             for attempt in (1, 2):
                 if self._disabled:
                     return None
@@ -283,5 +287,6 @@ class Ledger:
         log.warning("download ledger %s not used in this run (%s): complete files are checked with the "
                     "server instead", self.file, err)
         self._disabled = True
-        self._pending.clear()
+        with self._lock:
+            self._pending.clear()
         self._drop_connection()

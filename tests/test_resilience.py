@@ -268,6 +268,39 @@ def test_corrupt_ledger_costs_requests_not_correctness(server, tmp_path, monkeyp
         assert_file_matches(server, final_path(tmp_path, product["filename"]))
 
 
+def test_recording_a_file_never_waits_for_a_ledger_write(tmp_path):
+    # Another run holds the ledger's write lock, so a batch being written waits for it (SQLite's
+    # busy timeout); the workers recording other files meanwhile must not wait with it.
+    import sqlite3
+
+    from astroquery_mastbulk.ledger import LEDGER_NAME
+    from astroquery_mastbulk.transfer import COMPLETE, Transfer, TransferResult
+
+    def complete(name):
+        (tmp_path / name).write_bytes(b"x")
+        return TransferResult(Transfer(f"https://mast.stsci.edu/{name}", tmp_path / name), COMPLETE, size=1)
+    ledger = Ledger(tmp_path)
+    ledger.record(complete("first.fits"))
+    ledger.close()
+    blocker = sqlite3.connect(tmp_path / LEDGER_DIR / LEDGER_NAME, isolation_level=None)
+    blocker.execute("BEGIN IMMEDIATE")
+    ledger = Ledger(tmp_path)
+    ledger.record(complete("second.fits"))
+    writer = threading.Thread(target=ledger.flush)
+    writer.start()
+    try:
+        time.sleep(0.3)  # the writer is now waiting for the database
+        assert writer.is_alive()
+        started = time.monotonic()
+        ledger.record(complete("third.fits"))
+        assert time.monotonic() - started < 0.2
+    finally:
+        blocker.rollback()
+        writer.join(timeout=30)
+        ledger.close()
+    assert recorded(tmp_path) == {"first.fits", "second.fits", "third.fits"}
+
+
 # -- two runs at once -------------------------------------------------------------------------------
 
 def test_two_runs_at_once_into_one_folder(server, tmp_path):
