@@ -7,8 +7,6 @@ Heavy parts (astroquery, astropy tables) are imported on first use, so the ``mas
 command starts quickly.
 """
 
-import importlib
-
 __version__ = "0.1.0"
 
 # name -> module that defines it; resolved lazily (PEP 562).
@@ -26,7 +24,8 @@ __all__ = sorted(_LAZY) + ["__version__"]
 
 def __getattr__(name):
     if name in _LAZY:
-        value = getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
+        from importlib import import_module
+        value = getattr(import_module(f".{_LAZY[name]}", __name__), name)
         globals()[name] = value
         return value
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
