@@ -12,6 +12,7 @@ shut its socket down: a thread blocked reading it wakes at once.
 """
 
 import http.client
+import queue
 import socket
 import threading
 import weakref
@@ -122,18 +123,17 @@ class DirectPool:
         base = _connection_classes({scheme: bases[scheme]}, connections, settings.read_timeout)[scheme]
         options = {"context": tls} if scheme == "https" else {}
         self._new = lambda: base(host, port, timeout=settings.connect_timeout, **options)
-        self._idle = []  # connected and reusable, most recent last
-        self._slots = threading.Semaphore(size)
-        self._lock = threading.Lock()
+        # One queue of the pool's places: an idle connection, or None for one not made yet. A
+        # SimpleQueue (written in C) takes and gives back a place in one lock operation, where a
+        # Semaphore with a list under a Lock took a dozen, for every file, with 16 threads waiting.
+        self._places = queue.SimpleQueue()
+        for _ in range(size):
+            self._places.put(None)
         self._stop = stop
 
     def urlopen(self, method, target, headers):
         """Send a request; return a `DirectResponse`, which gives the connection back when closed."""
-        while not self._slots.acquire(timeout=_SLOT_POLL):
-            if self._stop.is_set():
-                raise http.client.HTTPException("interrupted while waiting for a connection")
-        with self._lock:
-            connection = self._idle.pop() if self._idle else None
+        connection = self._take_place()
         try:
             if connection is not None:
                 try:
@@ -142,8 +142,16 @@ class DirectPool:
                     connection.close()  # a kept-alive connection the server had closed: once more, anew
             return self._send(self._new(), method, target, headers)
         except BaseException:
-            self._slots.release()
+            self._places.put(None)
             raise
+
+    def _take_place(self):
+        while True:
+            try:
+                return self._places.get(timeout=_SLOT_POLL)
+            except queue.Empty:
+                if self._stop.is_set():
+                    raise http.client.HTTPException("interrupted while waiting for a connection") from None
 
     def _send(self, connection, method, target, headers):
         try:
@@ -155,19 +163,19 @@ class DirectPool:
         return DirectResponse(response, lambda reusable: self._give_back(connection, reusable))
 
     def _give_back(self, connection, reusable):
-        if reusable:
-            with self._lock:
-                self._idle.append(connection)
-        else:
+        if not reusable:
             connection.close()
-        self._slots.release()
+        self._places.put(connection if reusable else None)
 
     def close(self):
         """Close the idle connections."""
-        with self._lock:
-            idle, self._idle = self._idle, []
-        for connection in idle:
-            connection.close()
+        while True:
+            try:
+                connection = self._places.get_nowait()
+            except queue.Empty:
+                return
+            if connection is not None:
+                connection.close()
 
 
 class Headers(dict):
