@@ -67,6 +67,7 @@ class Claim:
         self.path = os.fspath(path)
         self.part = _sibling(self.path, ".part")
         self.fd = None
+        self._committed = False
         self._sleep = sleep
         self._folders = folders if folders is not None else set()
 
@@ -117,6 +118,7 @@ class Claim:
             os.close(self.fd)
             self.fd = None
         os.replace(self.part, self.path)
+        self._committed = True
 
     def _lock(self, fd):
         # Polled rather than blocking, so Ctrl-C (which sets the engine's stop event) stays prompt.
@@ -134,7 +136,7 @@ class Claim:
         if fd is None:
             return
         try:
-            if not keep and os.fstat(fd).st_size == 0 and same_file(fd, self.part):
+            if not (keep or self._committed) and os.fstat(fd).st_size == 0 and same_file(fd, self.part):
                 remove(self.part)
                 remove(_sibling(self.path, ".part.json"))
         finally:
