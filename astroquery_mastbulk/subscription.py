@@ -97,6 +97,10 @@ def _blank(value):
 
 
 def _text(value, where, name, required):
+    if type(value) is str:  # nearly always: this runs for every field of every row
+        stripped = value.strip()
+        if stripped:
+            return stripped
     if _blank(value):
         if required:
             raise InputError(f"{where}: field '{name}' is missing or empty")
