@@ -296,6 +296,7 @@ def test_recording_a_file_never_waits_for_a_ledger_write(tmp_path):
         assert time.monotonic() - started < 0.2
     finally:
         blocker.rollback()
+        blocker.close()
         writer.join(timeout=30)
         ledger.close()
     assert recorded(tmp_path) == {"first.fits", "second.fits", "third.fits"}
