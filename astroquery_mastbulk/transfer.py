@@ -161,7 +161,8 @@ class Downloader:
         # time, on loopback), and concurrent.futures brings logging into every start. A deque's
         # popleft is atomic, so the queue needs no lock of its own.
         pending = deque(enumerate(transfers))
-        threads = [threading.Thread(target=self._work, args=(pending, results, failures), name=f"mastbulk-{n}")
+        work = (pending, results, failures)
+        threads = [threading.Thread(target=self._work, args=work, name=f"mastbulk-{n}")
                    for n in range(self._worker_count(len(transfers)))]
         try:
             for thread in threads:
