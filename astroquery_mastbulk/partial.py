@@ -93,13 +93,11 @@ class Claim:
         if folder not in self._folders:  # made (or seen) once per run, not asked about per file
             self._make(folder)
         try:
-            return os.open(self.part, _OPEN_FLAGS, 0o666)
-        except FileNotFoundError:
-            self._make(folder)  # removed since: make it again
-        except OSError as err:
-            raise TransferError(f"cannot write {self.path}: {os_reason(err)}") from err
-        try:
-            return os.open(self.part, _OPEN_FLAGS, 0o666)
+            try:
+                return os.open(self.part, _OPEN_FLAGS, 0o666)
+            except FileNotFoundError:
+                self._make(folder)  # removed since: make it again
+                return os.open(self.part, _OPEN_FLAGS, 0o666)
         except OSError as err:
             raise TransferError(f"cannot write {self.path}: {os_reason(err)}") from err
 
@@ -138,7 +136,7 @@ class Claim:
         try:
             if not (keep or self._committed) and os.fstat(fd).st_size == 0 and same_file(fd, self.part):
                 remove(self.part)
-                remove(_sibling(self.path, ".part.json"))
+                remove_meta(self.path)
         finally:
             os.close(fd)
 
