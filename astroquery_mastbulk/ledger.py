@@ -173,9 +173,7 @@ class Ledger:
             timer.cancel()
         self.flush()
         with self._db_lock:
-            db, self._db = self._db, None
-        if db is not None:
-            db.close()
+            self._drop_connection()
 
     # -- internals -----------------------------------------------------------------------------
     def _recorded_state(self, transfer):

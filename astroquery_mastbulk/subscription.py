@@ -8,8 +8,8 @@ import json
 import os
 import re
 from collections import namedtuple
-from functools import wraps
 from datetime import datetime, timezone
+from functools import wraps
 
 from .errors import InputError
 
