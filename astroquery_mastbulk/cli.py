@@ -153,8 +153,10 @@ def parse_args(argv=None):
     argparse.Namespace
     """
     argv = sys.argv[1:] if argv is None else list(argv)
-    command = next((arg for arg in argv if not arg.startswith("-")), None)
-    parser = build_parser(command if command in _COMMANDS else None)
+    # The command comes first (the main parser has only -h and --version): anything else, such as
+    # `mastbulk -h`, gets the whole parser.
+    command = argv[0] if argv and argv[0] in _COMMANDS else None
+    parser = build_parser(command)
     args = parser.parse_args(argv)
     for option in ("workers", "parallel"):
         value = getattr(args, option, None)

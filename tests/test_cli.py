@@ -407,3 +407,11 @@ def test_parsing_builds_only_the_command_given_and_reads_the_same(argv):
     # parse_args builds the one subcommand it was given (for speed): same result as the full parser.
     assert parse_args(argv) == build_parser().parse_args(argv)
     assert set(build_parser(argv[0])._subparsers._group_actions[0].choices) == {argv[0]}
+
+
+def test_main_help_before_a_command_lists_every_command(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(["-h", "download"])
+    assert exit_info.value.code == 0
+    out = capsys.readouterr().out
+    assert all(f"    {command}" in out for command in ("download", "script", "summary", "demo"))
