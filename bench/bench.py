@@ -85,6 +85,7 @@ class Run:
     extra: dict = field(default_factory=dict)
     to_first: float = None  # seconds from the process start to the server's first request
     after_last: float = None  # seconds from the server's last response to the process exit
+    turnaround: float = None  # median seconds from an answer's end to the next request, per connection
 
 
 def scenarios(smoke=False, big=False):
@@ -340,6 +341,7 @@ def run_tool(tool, scenario, rows, workdir, folder, notification, port):
     if summary.get("first_request_at") is not None:
         run.to_first = summary["first_request_at"] - started
         run.after_last = ended - summary["last_response_at"]
+    run.turnaround = summary.get("median_turnaround")
     return run
 
 
@@ -517,11 +519,17 @@ def _ends(runs):
     return f"{_median(asked, 'to_first'):.3f} / {_median(asked, 'after_last'):.3f}"
 
 
+def _turnaround(runs):
+    """Median turnaround in ms of runs that reused a connection."""
+    turned = [run for run in runs if run.turnaround is not None]
+    return f"{_median(turned, 'turnaround') * 1e3:.2f}" if turned else "–"
+
+
 def format_table(results, specs):
     """The Markdown table of every scenario and tool."""
     lines = ["| scenario | tool | wall s (median) | min–max | process s | to 1st request / after last s "
-             "| cpu s | requests | connections | peak RSS MiB | files |",
-             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
+             "| turnaround ms | cpu s | requests | connections | peak RSS MiB | files |",
+             "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for key, runs_by_tool in results.items():
         if key == "E":
             continue
@@ -532,7 +540,7 @@ def format_table(results, specs):
             lines.append(
                 f"| {key}: {specs[key].title} | {TOOL_LABELS[tool]} | {statistics.median(walls):.2f} "
                 f"| {min(walls):.2f}–{max(walls):.2f} | {_median(runs, 'process'):.2f} "
-                f"| {_ends(runs)} | {_median(runs, 'cpu'):.2f} "
+                f"| {_ends(runs)} | {_turnaround(runs)} | {_median(runs, 'cpu'):.2f} "
                 f"| {_median(runs, 'requests'):.0f} | {_median(runs, 'connections'):.0f} "
                 f"| {_median(runs, 'peak_rss') / MIB:.0f} | {', '.join(verdicts)} |")
     if "E" in results:
@@ -541,7 +549,7 @@ def format_table(results, specs):
                for k in ("seconds", "read", "plan", "table", "imports", "peak_rss")}
         lines.append(f"| E: {reports[0]['rows']}-row notification | read+validate+plan (in Python) "
                      f"| {med['seconds']:.3f} | read {med['read']:.3f}, plan {med['plan']:.3f} "
-                     f"| imports {med['imports']:.2f} | | | | | {med['peak_rss'] / MIB:.0f} "
+                     f"| imports {med['imports']:.2f} | | | | | | {med['peak_rss'] / MIB:.0f} "
                      f"| table {med['table']:.3f} s, {reports[0]['row_appends']} row appends |")
     return "\n".join(lines)
 

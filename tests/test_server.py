@@ -314,3 +314,5 @@ def test_command_line(tmp_path):
     assert data["requests"] == 2 and data["connections"] == 1
     assert data["range_requests"] == 1 and data["gets_by_name"] == {"a.fits": 2}
     assert data["by_status"] == {"200": 1, "206": 1} and data["by_method"] == {"GET": 2}
+    assert data["first_request_at"] < data["last_response_at"]
+    assert 0 < data["median_turnaround"] < data["last_response_at"] - data["first_request_at"]

@@ -9,6 +9,7 @@ import argparse
 import collections
 import json
 import signal
+import statistics
 import sys
 
 from .server import MastServer
@@ -52,8 +53,10 @@ def summarize(server):
     -------
     dict
         Totals by method and status, distinct connections, Range requests,
-        GETs per file name, the peak number of concurrent file requests, and when the first
-        request arrived and the last response ended (``time.monotonic()`` seconds).
+        GETs per file name, the peak number of concurrent file requests, when the first
+        request arrived and the last response ended (``time.monotonic()`` seconds), and the
+        median turnaround: seconds from the server ending an answer to the next request on the
+        same connection (None without a second request on any connection).
     """
     records = server.requests()
     gets = collections.Counter(r.name for r in records if r.method == "GET" and r.name)
@@ -70,7 +73,21 @@ def summarize(server):
         # timed with it can tell its start-up and its exit from its transfers.
         "first_request_at": min((r.started for r in records), default=None),
         "last_response_at": max((r.finished for r in records), default=None),
+        "median_turnaround": _median_turnaround(records),
     }
+
+
+def _median_turnaround(records):
+    # The client's share of a keep-alive connection's time: with a first-byte latency, the
+    # server's own share is the same for every client, so this tells clients apart.
+    by_connection = collections.defaultdict(list)
+    for record in records:
+        by_connection[record.client].append(record)
+    turns = []
+    for answered in by_connection.values():
+        answered.sort(key=lambda record: record.started)
+        turns += [after.started - before.finished for before, after in zip(answered, answered[1:])]
+    return statistics.median(turns) if turns else None
 
 
 def main(argv=None):
