@@ -230,6 +230,7 @@ def test_log_and_keep_alive(srv):
         conn.close()
     first, second = srv.requests(NAME, "GET")
     assert len(srv.connections()) == 1 and first.client == second.client
+    assert first.connection == second.connection > 0
     assert srv.max_concurrency() == 1
     assert first.path == "/search/jwst/api/v0.1/retrieve_product"
     assert first.query == {"product_name": NAME} and first.name == NAME
@@ -284,6 +285,20 @@ def test_large_file_streams_fast(srv):
         conn.close()
     assert received == size and tail == file_bytes("big.fits", size, size - len(tail))
     assert size / elapsed > 50e6, f"{size / elapsed / 1e6:.0f} MB/s"
+
+
+def test_each_connection_has_its_own_serial(srv):
+    # Not the client's port: the operating system hands a closed connection's port out again.
+    for _ in range(3):
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=10)
+        try:
+            for _ in range(2):
+                conn.request("GET", portal_path(NAME))
+                conn.getresponse().read()
+        finally:
+            conn.close()
+    serials = [r.connection for r in srv.requests(NAME, "GET")]
+    assert serials[0::2] == serials[1::2] and len(set(serials)) == 3 and srv.connections() == set(serials)
 
 
 def test_command_line(tmp_path):

@@ -64,7 +64,7 @@ def summarize(server):
         "requests": len(records),
         "by_method": dict(collections.Counter(r.method for r in records)),
         "by_status": {str(k): v for k, v in collections.Counter(r.status for r in records).items()},
-        "connections": len({r.client for r in records}),
+        "connections": len({r.connection for r in records}),
         "range_requests": sum(1 for r in records if r.range),
         "bytes_sent": sum(r.bytes_sent for r in records),
         "max_concurrency": server.max_concurrency(),
@@ -82,7 +82,7 @@ def _median_turnaround(records):
     # server's own share is the same for every client, so this tells clients apart.
     by_connection = collections.defaultdict(list)
     for record in records:
-        by_connection[record.client].append(record)
+        by_connection[record.connection].append(record)
     turns = []
     for answered in by_connection.values():
         answered.sort(key=lambda record: record.started)

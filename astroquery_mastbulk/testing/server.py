@@ -15,6 +15,7 @@ import dataclasses
 import email.utils
 import hashlib
 import http.server
+import itertools
 import json
 import re
 import socket
@@ -106,7 +107,10 @@ class RequestRecord:
     bytes_sent : int
         Body bytes written.
     client : tuple
-        ``(host, port)``; the port identifies the TCP connection.
+        ``(host, port)`` of the client.
+    connection : int
+        Serial number of the TCP connection (1, 2, ...): unlike the client's port, which the
+        operating system hands out again once a connection is closed, never reused.
     pid : str or None
         Value of the ``X-Mastbulk-Pid`` request header.
     started, finished : float
@@ -127,6 +131,7 @@ class RequestRecord:
     status: int = 0
     bytes_sent: int = 0
     client: tuple = ("", 0)
+    connection: int = 0
     pid: "str | None" = None
     started: float = 0.0
     finished: float = 0.0
@@ -185,6 +190,7 @@ class _HTTPServer(http.server.ThreadingHTTPServer):
 
     def __init__(self, address, handler, owner):
         self.owner = owner
+        self.connection_serials = itertools.count(1)  # next() on it is atomic: no lock needed
         self.open_sockets = set()
         self.sockets_lock = threading.Condition()
         super().__init__(address, handler)
@@ -228,6 +234,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
     def log_message(self, format, *args):
         pass
 
+    def setup(self):
+        super().setup()
+        self._connection = next(self.server.connection_serials)
+
     def handle_one_request(self):
         # Malformed requests are answered by the base class before any record exists.
         self._record = None
@@ -257,7 +267,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             method=method, path=urllib.parse.unquote(split.path),
             query=dict(urllib.parse.parse_qsl(split.query, keep_blank_values=True)),
             name=None, headers=headers, range=headers.get("range"),
-            client=tuple(self.client_address), pid=headers.get("x-mastbulk-pid"),
+            client=tuple(self.client_address), connection=self._connection, pid=headers.get("x-mastbulk-pid"),
             started=time.monotonic())
         self._generation, self._wake = owner._enter()
         self._committed = self._counted = False
@@ -731,9 +741,9 @@ class MastServer:
                 and (endpoint is None or r.endpoint == endpoint)]
 
     def connections(self):
-        """Return the set of client ports seen, one per TCP connection."""
+        """Return the serial numbers of the TCP connections seen (see `RequestRecord`)."""
         with self._lock:
-            return {r.client[1] for r in self.log}
+            return {r.connection for r in self.log}
 
     def max_concurrency(self):
         """Return the largest number of file requests that were in flight at once."""
