@@ -17,7 +17,8 @@ import socket
 import threading
 import weakref
 
-__all__ = ["BodyError", "Connections", "DirectPool", "ProxyRoute", "Headers", "DRAIN_LIMIT", "reason"]
+__all__ = ["TransportError", "BodyError", "Connections", "DirectPool", "ProxyRoute", "Headers", "DRAIN_LIMIT",
+           "reason"]
 
 #: Bytes of an unread body worth reading to keep its connection.
 DRAIN_LIMIT = 1 << 16
@@ -26,12 +27,18 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 
 
 def reason(err):
-    """The text of a transport error, its type first."""
+    """The text of a transport error, its type first (once: a `TransportError` names its cause's)."""
     # Tokens travel in headers only, so the text of a transport error is safe to show.
+    if isinstance(err, TransportError):
+        return str(err)
     return f"{type(err).__name__}: {err}"
 
 
-class BodyError(ConnectionError):
+class TransportError(ConnectionError):
+    """A transport failure translated here, whose text is the `reason` of the error it replaces."""
+
+
+class BodyError(TransportError):
     """Reading a response body failed: the connection broke, or went silent past the timeout."""
 
 
@@ -270,7 +277,7 @@ class ProxyRoute:
             raw = self._manager.urlopen(method, url, headers=headers, redirect=False, retries=False,
                                         preload_content=False, decode_content=False, timeout=self._timeout)
         except self._urllib3.exceptions.HTTPError as err:
-            raise ConnectionError(reason(err)) from err
+            raise TransportError(reason(err)) from err
         return ProxiedResponse(raw, self._urllib3.exceptions.HTTPError)
 
     def close(self):

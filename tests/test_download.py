@@ -2,7 +2,9 @@
 
 import json
 import os
+import re
 import signal
+import socket
 import subprocess
 import sys
 import textwrap
@@ -77,6 +79,20 @@ def test_cut_connection_resumes_with_range(server, tmp_path):
     assert gets[0].range is None and gets[1].range is not None and gets[1].range.startswith("bytes=")
     assert int(gets[1].range[6:-1]) > 0
     assert_file_matches(server, manifest["Local Path"][0])
+
+
+def test_a_broken_body_is_reported_by_its_cause_once(server, tmp_path):
+    from astroquery_mastbulk.transfer import Downloader, EngineSettings, Transfer
+    name = "stall_cal.fits"
+    server.set_file(name, size=2880 * 20)
+    server.add_fault(name, "slow", after=2880, delay=2.0)
+    url = f"{server.url}/search/jwst/api/v0.1/retrieve_product?product_name={name}"
+    engine = Downloader(EngineSettings(read_timeout=0.3, retries=0))
+    result, = engine.download([Transfer(url, tmp_path / name)])
+    # The error that broke the body, named once: not also the engine's own wrapper around it.
+    assert result.status == "ERROR"
+    expected = r"connection broken after \d+ bytes: TimeoutError: timed out \(gave up after 1 attempt\)"
+    assert re.fullmatch(expected, result.message), result.message
 
 
 def test_retry_after_is_honoured(server, tmp_path):
@@ -313,6 +329,21 @@ def test_http_proxy_from_the_environment(server, second_server, tmp_path, monkey
     if not bypass:
         host = server.url.split("//", 1)[1]
         assert all(r.headers["host"] == host for r in second_server.requests())  # meant for the origin
+
+
+def test_an_unreachable_proxy_is_reported_by_its_cause_once(server, tmp_path, monkeypatch):
+    from astroquery_mastbulk.transfer import Downloader, EngineSettings, Transfer
+    with socket.socket() as closed:  # a loopback port nobody listens on
+        closed.bind(("127.0.0.1", 0))
+        dead_proxy = f"http://127.0.0.1:{closed.getsockname()[1]}"
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("http_proxy", dead_proxy)
+    url = f"{server.url}/search/jwst/api/v0.1/retrieve_product?product_name=a_cal.fits"
+    result, = Downloader(EngineSettings(retries=0)).download([Transfer(url, tmp_path / "a_cal.fits")])
+    assert result.status == "ERROR" and server.requests() == []
+    # urllib3's error, named once: not also as the ConnectionError it is translated into.
+    assert result.message.startswith("ProxyError: ('Unable to connect to proxy'"), result.message
 
 
 def test_transfers_overlap_on_at_most_max_workers_connections(server, tmp_path):
