@@ -26,16 +26,17 @@ __all__ = ["part_path", "meta_path", "Claim", "validators", "changed", "resume_h
 
 _LOCK_POLL = 0.05
 _OPEN_FLAGS = os.O_RDWR | os.O_CREAT | getattr(os, "O_BINARY", 0)
+_PART, _META = ".part", ".part.json"  # suffixes of a partial and of its validators
 
 
 def part_path(path):
     """The temporary sibling that holds a file's bytes until it is complete (dot-named: hidden)."""
-    return Path(_sibling(path, ".part"))
+    return Path(_sibling(path, _PART))
 
 
 def meta_path(path):
     """Where the server's validators of a partial file are kept (beside it, dot-named)."""
-    return Path(_sibling(path, ".part.json"))
+    return Path(_sibling(path, _META))
 
 
 def _sibling(path, suffix):
@@ -65,7 +66,7 @@ class Claim:
 
     def __init__(self, path, sleep, folders=None):
         self.path = os.fspath(path)
-        self.part = _sibling(self.path, ".part")
+        self.part = _sibling(self.path, _PART)
         self.fd = None
         self._committed = False
         self._sleep = sleep
@@ -169,7 +170,7 @@ def resume_headers(offset, saved):
 def read_meta(path):
     """The validators saved beside the partial of ``path``, or None."""
     try:
-        with open(_sibling(path, ".part.json"), encoding="utf-8") as file:
+        with open(_sibling(path, _META), encoding="utf-8") as file:
             saved = json.load(file)
     except (OSError, ValueError):
         return None  # no (readable) validators: the partial is resumed on length alone
@@ -179,7 +180,7 @@ def read_meta(path):
 def write_meta(path, found, url):
     """Save the validators ``found`` beside the partial of ``path``."""
     try:
-        with open(_sibling(path, ".part.json"), "w", encoding="utf-8") as file:
+        with open(_sibling(path, _META), "w", encoding="utf-8") as file:
             json.dump(found, file)
     except OSError as err:
         raise TransferError(f"cannot write {path}: {os_reason(err)}", url=url) from err
@@ -217,7 +218,7 @@ def truncate(fd):
 
 def remove_meta(path):
     """Remove the validators saved beside the partial of ``path``, if any."""
-    remove(_sibling(path, ".part.json"))
+    remove(_sibling(path, _META))
 
 
 def remove(path):
