@@ -75,6 +75,7 @@ class Ledger:
         self._cwd = None  # the working directory when the first path was resolved
         self._pending = []  # records not yet written
         self._timer = None  # writes the pending records a second after the first of them
+        self._fired = None  # the timer that last fired: its write may still be under way
 
     def __repr__(self):
         return f"<Ledger {self.file}>"
@@ -136,24 +137,22 @@ class Ledger:
         entry = Entry(path, result.transfer.url, st.st_size, st.st_mtime_ns, event_id,
                       archived_date.isoformat() if archived_date else None,
                       self._fetched_at(result, path, st))
-        timer = None
         with self._lock:
             self._pending.append(entry)  # a namedtuple: sqlite3 takes it as the row's values
             due = len(self._pending) >= _BATCH
-            if due:  # written now: the timer waiting to write them has nothing left to do
-                timer, self._timer = self._timer, None
-            elif self._timer is None:
+            # A full batch is written now; a timer already waiting stays, to write within a second
+            # what comes after it (cancelled here, its thread could outlive the run: see close).
+            if not due and self._timer is None:
                 self._timer = threading.Timer(_BATCH_SECONDS, self._on_timer)
                 self._timer.daemon = True
                 self._timer.start()
-        if timer is not None:
-            timer.cancel()
         if due:
             self.flush()
 
     def _on_timer(self):
         with self._lock:
             self._timer = None  # the next record starts a new one
+            self._fired = threading.current_thread()
         self.flush()
 
     def flush(self):
@@ -168,9 +167,13 @@ class Ledger:
     def close(self):
         """Write what is pending and close the database (a later call reopens it)."""
         with self._lock:
-            timer, self._timer = self._timer, None
-        if timer is not None:
+            timers = [timer for timer in (self._timer, self._fired) if timer is not None]
+            self._timer = self._fired = None
+        for timer in timers:
+            # cancel() only asks: the thread ends when it next runs, and a timer that has fired
+            # may be writing (it would reopen the database after close). No thread outlives a run.
             timer.cancel()
+            timer.join()
         self.flush()
         with self._db_lock:
             self._drop_connection()
